@@ -1,0 +1,37 @@
+# Every target bootstraps .venv itself, so `make demo` and `make test` work first thing on a fresh clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# The torch builds that lie on this kind of machine's disk (pip takes them without a download).
+ifeq ($(shell uname -m),aarch64)
+TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+endif
+RUN ?= runs/quickstart
+
+.PHONY: install demo test lint bench study clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]' $(TORCH_SPEC)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/mlsweep plan sweeps/quickstart.yaml
+
+test: install
+	RAY_AUTH_MODE=disabled $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	RAY_AUTH_MODE=disabled $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""Parquet results of a sweep: layout, atomic writes through pyarrow file systems, readers.
+
+Each trial's rows are one file per table (`results/<table>/<trial_id>.parquet`), written to a
+temporary name and renamed, so a reader or a crash never sees half a file, and a folder reads
+as one table with pandas, polars, duckdb or pyarrow.dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+TABLES = ("trials", "epochs", "steps")
+STATUSES = ("completed", "failed", "diverged")
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow file system and the path inside it, for a local folder or an s3:// URI."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(pafs.LocalFileSystem().normalize_path(_absolute(uri)))
+
+
+def _absolute(path: str) -> str:
+    from pathlib import Path
+
+    return str(Path(path).expanduser().resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def table_dir(run_dir: str, table: str) -> str:
+    return join(run_dir, "results", table)
+
+
+def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config as plain Parquet columns: scalars as they are, lists/dicts as JSON."""
+    return {
+        key: json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+        for key, value in config.items()
+    }
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, write: Any) -> None:
+    """Write through `write(stream)` to a temporary sibling, then rename over `path`."""
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+    try:
+        with fs.open_output_stream(tmp) as stream:
+            write(stream)
+        fs.move(tmp, path)
+    except BaseException:
+        _delete_quietly(fs, tmp)
+        raise
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (OSError, FileNotFoundError):
+        pass
+
+
+def write_table(run_dir: str, table: str, trial_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write one trial's rows of `table` atomically (replacing an earlier file of that trial)."""
+    fs, base = filesystem(run_dir)
+    arrow = pa.Table.from_pylist([dict(r) for r in rows])
+    write_atomic(fs, join(base, "results", table, f"{trial_id}.parquet"),
+                 lambda stream: pq.write_table(arrow, stream))
+
+
+def read_results(run_dir: str, table: str) -> pd.DataFrame:
+    """One table of a run folder as a pandas DataFrame (empty when nothing is written yet)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    fs, base = filesystem(run_dir)
+    folder = join(base, "results", table)
+    info = fs.get_file_info(folder)
+    if info.type != pafs.FileType.Directory:
+        return pd.DataFrame()
+    files = [
+        f.path for f in fs.get_file_info(pafs.FileSelector(folder))
+        if f.is_file and f.base_name.endswith(".parquet") and not f.base_name.startswith(".")
+    ]
+    if not files:
+        return pd.DataFrame()
+    dataset = ds.dataset(files, filesystem=fs, format="parquet")
+    return dataset.to_table().to_pandas()
