@@ -7,6 +7,7 @@ as one table with pandas, polars, duckdb or pyarrow.dataset.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -66,10 +67,8 @@ def write_atomic(fs: pafs.FileSystem, path: str, write: Any) -> None:
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
-    try:
+    with contextlib.suppress(OSError, FileNotFoundError):
         fs.delete_file(path)
-    except (OSError, FileNotFoundError):
-        pass
 
 
 def write_table(run_dir: str, table: str, trial_id: str, rows: Sequence[Mapping[str, Any]]) -> None:

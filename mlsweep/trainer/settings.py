@@ -125,6 +125,8 @@ def resolve(partial: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any
     """
     config = {name: partial.get(name, setting.default) for name, setting in SETTINGS.items()}
     config = json.loads(json.dumps(config))  # deep copy; also normalises tuples to lists
+    # `resolve` is idempotent: a resolved config (or a partial one from `mlsweep train`) comes
+    # back the same, so `run_trial` accepts either.
     dataset = registry.DATASETS[config["dataset"]]
     loss = registry.LOSSES[config["loss"]]
     config["model"] = config["model"] or dataset.default_model
@@ -139,9 +141,10 @@ def resolve(partial: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any
     if config["sampler"] != "m_per_class":
         del config["m_per_class"]
     overrides = overrides or {}
-    config["loss_params"] = {**loss.params, **overrides.get("loss_params", {}).get(loss.name, {})}
-    config["dataset_params"] = {
-        **dataset.params, **overrides.get("dataset_params", {}).get(dataset.name, {})}
+    for key, info in (("loss_params", loss), ("dataset_params", dataset)):
+        # Registry defaults, then what a resolved config already holds, then the sweep's section.
+        config[key] = {**info.params, **partial.get(key, {}),
+                       **overrides.get(key, {}).get(info.name, {})}
     return config
 
 

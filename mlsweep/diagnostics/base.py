@@ -1,0 +1,45 @@
+"""The reporter interface the training loop calls: per step (after backward, before the
+optimiser step) and per evaluation (on embeddings computed once and shared by all reporters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+
+@dataclass
+class StepContext:
+    """What backward already computed for one batch."""
+
+    loss: Tensor
+    terms: Tensor  # the loss's unreduced terms
+    embeddings: Tensor  # the batch's embeddings, with .grad = dL/dz
+    model: nn.Module
+    loss_module: nn.Module
+
+
+@dataclass
+class EvalContext:
+    """L2-normalised embeddings of the test split and of the fixed train subset."""
+
+    test_emb: Tensor
+    test_labels: Tensor
+    train_emb: Tensor
+    train_labels: Tensor
+
+
+class Reporter:
+    """A diagnostic; subclasses set `name` and `columns` and override what they measure."""
+
+    name: ClassVar[str]
+    step_columns: ClassVar[tuple[str, ...]] = ()
+    eval_columns: ClassVar[tuple[str, ...]] = ()
+
+    def on_step(self, ctx: StepContext) -> dict[str, Tensor | float]:
+        """Values for this step; 0-d tensors are fine (read once per epoch, not per step)."""
+        return {}
+
+    def on_eval(self, ctx: EvalContext) -> dict[str, float]:
+        return {}

@@ -1,0 +1,86 @@
+"""Retrieval quality of an embedding: recall@k, MAP@R and friends on the test set against
+itself, and a 5-NN classifier from train to test embeddings."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN, FaissKNN
+from torch import Tensor
+
+from mlsweep.diagnostics.base import EvalContext, Reporter
+from mlsweep.trainer import registry
+
+RECALL_KS = (1, 5, 10)
+KNN_K = 5
+_CHUNK = 4096  # queries per distance block: bounded memory on large test sets
+_ACCURACY = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
+
+
+def _knn_func() -> CustomKNN | FaissKNN:
+    """faiss when installed; otherwise a batched torch kNN (no extra dependency)."""
+    if importlib.util.find_spec("faiss") is not None:
+        return FaissKNN(reset_before=False, reset_after=False)
+    return CustomKNN(LpDistance(normalize_embeddings=True), batch_size=_CHUNK)
+
+
+def _nearest(query: Tensor, gallery: Tensor, k: int, exclude_self: bool) -> Tensor:
+    """Indices of the k nearest gallery items per query (Euclidean), chunked over queries."""
+    out = []
+    for start in range(0, len(query), _CHUNK):
+        dist = torch.cdist(query[start:start + _CHUNK], gallery)
+        if exclude_self:
+            rows = torch.arange(dist.shape[0], device=dist.device)
+            dist[rows, rows + start] = math.inf
+        out.append(dist.topk(min(k, gallery.shape[0]), largest=False).indices)
+    return torch.cat(out)
+
+
+def recall_at_k(emb: Tensor, labels: Tensor, ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
+    """Share of queries with a same-class item among their k nearest others (self excluded)."""
+    hits = labels[_nearest(emb, emb, max(ks), exclude_self=True)] == labels[:, None]
+    return {f"recall_at_{k}": hits[:, :k].any(1).double().mean().item() for k in ks}
+
+
+def knn_accuracy(train_emb: Tensor, train_labels: Tensor, test_emb: Tensor,
+                 test_labels: Tensor, k: int = KNN_K) -> float:
+    """k-NN majority vote from train to test (ties to the smallest label, as scikit-learn);
+    NaN when no test class occurs in train (class-disjoint splits)."""
+    if not torch.isin(test_labels, train_labels).any():
+        return math.nan
+    votes = train_labels[_nearest(test_emb, train_emb, k, exclude_self=False)]
+    classes, index = torch.unique(votes, return_inverse=True)
+    counts = torch.zeros(len(votes), len(classes), device=votes.device).scatter_add_(
+        1, index, torch.ones_like(index, dtype=torch.float))
+    predicted = classes[counts.argmax(1)]  # argmax returns the first (smallest) class on ties
+    return (predicted == test_labels).double().mean().item()
+
+
+def retrieval_metrics(test_emb: Tensor, test_labels: Tensor, train_emb: Tensor | None = None,
+                      train_labels: Tensor | None = None) -> dict[str, float]:
+    """recall_at_1/5/10, precision_at_1, r_precision, map_at_r (Musgrave et al. 2020, k = max
+    class count) on the test set against itself, and knn_acc (5-NN, train → test)."""
+    z = F.normalize(test_emb.detach().float(), dim=1)
+    calculator = AccuracyCalculator(include=_ACCURACY, k="max_bin_count", device=z.device,
+                                    knn_func=_knn_func())
+    accuracy = calculator.get_accuracy(z, test_labels)
+    out = {**recall_at_k(z, test_labels),
+           "precision_at_1": accuracy["precision_at_1"],
+           "r_precision": accuracy["r_precision"],
+           "map_at_r": accuracy["mean_average_precision_at_r"]}
+    out["knn_acc"] = (math.nan if train_emb is None or train_labels is None else knn_accuracy(
+        F.normalize(train_emb.detach().float(), dim=1), train_labels, z, test_labels))
+    return out
+
+
+class RetrievalReporter(Reporter):
+    name = "retrieval"
+    eval_columns = registry.DIAGNOSTICS["retrieval"]
+
+    def on_eval(self, ctx: EvalContext) -> dict[str, float]:
+        return retrieval_metrics(ctx.test_emb, ctx.test_labels, ctx.train_emb, ctx.train_labels)

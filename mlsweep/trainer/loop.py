@@ -1,0 +1,208 @@
+"""One trial from a resolved config: seed, build, train, hand each epoch to the reporters.
+
+Every sweep trial runs this same code, in-process (`mlsweep train`, `mlsweep.run_trial`) or in
+a Ray Tune worker. Same config, same numbers: all randomness flows from `seed` (init, batch
+order, augmentation, mining) and the split from `split_seed`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mlsweep.diagnostics import REPORTERS, EvalContext, Reporter, StepContext, loss_decay
+from mlsweep.trainer.data import DataSplit, load_dataset
+from mlsweep.trainer.losses import build_loss
+from mlsweep.trainer.models import build_model
+from mlsweep.trainer.sampling import epoch_batches, prepare_batch
+from mlsweep.trainer.settings import resolve
+
+EVAL_BATCH = 1024
+EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose by `fail_at_epoch`, to exercise retries and failure records."""
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced: per-epoch records, per-step rows, and per-trial values."""
+
+    epochs: pd.DataFrame
+    steps: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and random; return the CPU generator that drives batches, augmentation
+    and mining (on the CPU, so a trial draws the same batches on any device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return optimizer(params, lr=lr, weight_decay=weight_decay)
+
+
+def train_subset(n: int, size: int, split_seed: int) -> torch.Tensor:
+    """A fixed subset of train indices (≤ size) chosen by split_seed: the same for every trial."""
+    if n <= size:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))[:size].sort().values
+
+
+@torch.no_grad()
+def embed(model: nn.Module, x: torch.Tensor, data: DataSplit, autocast: Any) -> torch.Tensor:
+    """Embeddings of a whole split in eval mode, batched to bound memory."""
+    model.eval()
+    out = []
+    for start in range(0, len(x), EVAL_BATCH):
+        with autocast():
+            out.append(model(prepare_batch(x[start:start + EVAL_BATCH], data, False, False, None)).float())
+    return torch.cat(out)
+
+
+class _Trainer:
+    """State of one running trial; `run` drives the epochs."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.device = pick_device(config["device"])
+        self.generator = seed_everything(config["seed"])
+        self.data = load_dataset(config).to(self.device)
+        self.model = build_model(config, self.data.input_shape).to(self.device)
+        self.loss_fn = build_loss(config, self.data.num_classes, config["embedding_dim"]).to(self.device)
+        params = [p for p in (*self.model.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
+        self.optimizer = make_optimizer(config["optimizer"], params, config["lr"], config["weight_decay"])
+        self.reporters: list[Reporter] = [REPORTERS[name]() for name in config["diagnostics"]]
+        self.subset = train_subset(len(self.data.y_train), config["train_subset"],
+                                   config["split_seed"]).to(self.device)
+        cuda = self.device.type == "cuda"
+        self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext)
+        self.step = 0
+
+    def train_epoch(self, epoch: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One pass over the train split; returns the epoch record and its step rows."""
+        cfg, data = self.config, self.data
+        if cfg["fail_at_epoch"] == epoch:
+            raise InjectedFailure(f"fail_at_epoch={epoch}: failing on purpose")
+        self.model.train()
+        start = time.perf_counter()
+        batches = epoch_batches(data.y_train, cfg["batch_size"], cfg["sampler"],
+                                cfg.get("m_per_class", 0), self.generator)
+        values: dict[str, list[Any]] = {"loss": []}
+        for idx in batches:
+            x = prepare_batch(data.x_train[idx], data, True, cfg["augment"], self.generator)
+            labels = data.y_train[idx]
+            with self.autocast():
+                emb = self.model(x)
+            emb = emb.float()
+            emb.retain_grad()
+            out = self.loss_fn(emb, labels, self.generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            ctx = StepContext(out.loss, out.terms, emb, self.model, self.loss_fn)
+            for reporter in self.reporters:
+                for key, value in reporter.on_step(ctx).items():
+                    values.setdefault(key, []).append(value)
+            self.optimizer.step()
+            values["loss"].append(out.loss.detach())
+        # One device read per column and epoch, not one per step.
+        columns = {k: torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device)
+                                   for v in vs]).tolist() for k, vs in values.items()}
+        epoch_s = time.perf_counter() - start
+        steps = [{"epoch": epoch, "step": self.step + i + 1, **{k: col[i] for k, col in columns.items()}}
+                 for i in range(len(batches))]
+        self.step += len(batches)
+        record = {"epoch": epoch, "train_loss": float(np.mean(columns["loss"])), "epoch_s": epoch_s,
+                  "samples_per_s": sum(len(b) for b in batches) / epoch_s}
+        record.update({k: _nanmean(col) for k, col in columns.items() if k != "loss"})
+        return record, steps
+
+    def evaluate(self) -> dict[str, float]:
+        """Every reporter's evaluation columns, from embeddings computed once."""
+        data = self.data
+        start = time.perf_counter()
+        ctx = EvalContext(embed(self.model, data.x_test, data, self.autocast), data.y_test,
+                          embed(self.model, data.x_train[self.subset], data, self.autocast),
+                          data.y_train[self.subset])
+        out: dict[str, float] = {}
+        for reporter in self.reporters:
+            out.update(reporter.on_eval(ctx))
+        return {**out, "eval_s": time.perf_counter() - start}
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite-or-infinite values, ignoring NaN (steps that formed no term)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) -> TrialResult:
+    """Train one trial. `config` is a resolved config (as `mlsweep plan --format json` prints) or
+    a partial one, completed with defaults. `on_epoch(record, step_rows)` sees each epoch as it
+    ends. A non-finite loss ends the trial as `diverged`; other errors propagate."""
+    cfg = resolve(config)
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    trainer = _Trainer(cfg)
+    records: list[dict[str, Any]] = []
+    all_steps: list[dict[str, Any]] = []
+    status, error = "completed", None
+    for epoch in range(1, cfg["epochs"] + 1):
+        record, steps = trainer.train_epoch(epoch)
+        diverged = not math.isfinite(record["train_loss"])
+        if not diverged and (epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]):
+            record.update(trainer.evaluate())
+        records.append(record)
+        all_steps += steps
+        if on_epoch is not None:
+            on_epoch(record, steps)
+        if diverged:
+            status, error = "diverged", f"non-finite train loss at epoch {epoch}"
+            break
+    epochs = pd.DataFrame(records)
+    summary = {
+        "status": status,
+        "error": error,
+        "epochs_run": len(records),
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "wall_s": time.perf_counter() - t0,
+        "device": str(trainer.device),
+        "node": socket.gethostname(),
+        **final_values(epochs),
+        **loss_decay(epochs["train_loss"].tolist() if len(epochs) else []),
+    }
+    return TrialResult(epochs, pd.DataFrame(all_steps), summary)
+
+
+def final_values(epochs: pd.DataFrame) -> dict[str, float]:
+    """`final_<metric>`: each epoch metric's last recorded value (eval metrics may skip epochs)."""
+    return {f"final_{col}": (float(vals.iloc[-1]) if len(vals := epochs[col].dropna()) else math.nan)
+            for col in epochs.columns if col != "epoch"}

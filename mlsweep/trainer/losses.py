@@ -1,0 +1,187 @@
+"""Metric-learning losses and miners; every loss returns its scalar and its unreduced terms.
+
+The unreduced terms (one per pair, triplet or anchor, as the loss forms them) feed the
+greediness diagnostics: the share of terms above 1e-6 is the active ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning.reducers import MeanReducer
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+from torch import Tensor, nn
+
+from mlsweep.trainer import registry
+
+Triplets = tuple[Tensor, Tensor, Tensor]
+
+
+class LossOutput(NamedTuple):
+    loss: Tensor  # scalar the optimiser minimises
+    terms: Tensor  # 1-D unreduced terms, for the active ratio
+
+
+# --------------------------------------------------------------------------- miners
+
+
+def random_triplets(labels: Tensor, generator: torch.Generator) -> Triplets:
+    """One random positive and one random negative per anchor (the seed paper's protocol).
+
+    Anchors without an in-batch positive or negative are skipped.
+    """
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    pos, neg = same & ~eye, ~same
+    anchors = torch.nonzero(pos.any(1) & neg.any(1)).squeeze(1)
+    if len(anchors) == 0:
+        empty = anchors.new_empty(0)
+        return empty, empty, empty
+    # Uniform choice per row: the arg-max of uniform noise over the allowed entries.
+    noise = torch.rand((2, len(anchors), len(labels)), generator=generator,
+                       device=generator.device).to(labels.device)
+    positives = torch.where(pos[anchors], noise[0], -1.0).argmax(1)
+    negatives = torch.where(neg[anchors], noise[1], -1.0).argmax(1)
+    return anchors, positives, negatives
+
+
+def mine(miner: str, embeddings: Tensor, labels: Tensor, margin: float,
+         generator: torch.Generator) -> Triplets:
+    """Triplets (anchor, positive, negative) a batch forms under `miner`."""
+    if miner == "all":
+        return lmu.get_all_triplets_indices(labels)
+    if miner == "random":
+        return random_triplets(labels, generator)
+    hard = pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=miner)
+    return hard(embeddings.detach(), labels)
+
+
+def triplets_to_pairs(triplets: Triplets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(a, p) positive pairs and (a, n) negative pairs of a triplet set, deduplicated."""
+    anchor, positive, negative = triplets
+
+    def unique_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        pairs = torch.unique(torch.stack([a, b], 1), dim=0)
+        return pairs[:, 0], pairs[:, 1]
+
+    return (*unique_pairs(anchor, positive), *unique_pairs(anchor, negative))
+
+
+# --------------------------------------------------------------------------- losses
+
+
+class ContrastiveLoss(nn.Module):
+    """Hadsell et al. (2006), the seed paper's squared form, averaged over all pairs:
+
+        L = mean over pairs of  y·d² + (1−y)·max(0, m − d)²,   d = ‖z_i − z_j‖
+
+    with y = 1 for a positive pair. Pairs come from the miner's triplets, or every in-batch
+    pair for the `all` miner.
+    """
+
+    def __init__(self, margin: float, miner: str) -> None:
+        super().__init__()
+        self.margin, self.miner = margin, miner
+
+    def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
+        if self.miner == "all":
+            a1, p, a2, n = lmu.get_all_pairs_indices(labels)
+        else:
+            a1, p, a2, n = triplets_to_pairs(mine(self.miner, emb, labels, self.margin, generator))
+        d_pos = (emb[a1] - emb[p]).norm(dim=1)
+        d_neg = (emb[a2] - emb[n]).norm(dim=1)
+        terms = torch.cat([d_pos.pow(2), F.relu(self.margin - d_neg).pow(2)])
+        return LossOutput(_mean(terms, emb), terms.detach())
+
+
+class TripletLoss(nn.Module):
+    """max(0, d_ap − d_an + m) per mined triplet, averaged over all triplets (zeros included,
+    as in the seed paper; pytorch-metric-learning's default would average the non-zero ones)."""
+
+    def __init__(self, margin: float, miner: str) -> None:
+        super().__init__()
+        self.margin, self.miner = margin, miner
+        self.pml = pml_losses.TripletMarginLoss(margin=margin, reducer=MeanReducer())
+
+    def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
+        triplets = mine(self.miner, emb, labels, self.margin, generator)
+        return _pml_output(self.pml, emb, labels, triplets)
+
+
+class CenterContrastiveLoss(nn.Module):
+    """Center contrastive loss (Cai et al. 2023, arXiv 2308.00458), as read from the paper:
+    a bank of class centres c_k, learnt with the network, against which each sample is
+    contrasted, so no pair mining is needed:
+
+        L_i = −log( exp(cos(z_i, c_{y_i}) / τ) / Σ_k exp(cos(z_i, c_k) / τ) )
+
+    The positive centre pulls the sample in (less intra-class variation), all other centres
+    push it away (more inter-class separation); one term per sample.
+    """
+
+    def __init__(self, num_classes: int, embedding_dim: int, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.centres = nn.Parameter(torch.randn(num_classes, embedding_dim) / math.sqrt(embedding_dim))
+
+    def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
+        logits = F.normalize(emb, dim=1) @ F.normalize(self.centres, dim=1).T / self.temperature
+        terms = F.cross_entropy(logits, labels, reduction="none")
+        return LossOutput(terms.mean(), terms.detach())
+
+
+class PMLLoss(nn.Module):
+    """A pytorch-metric-learning loss, optionally fed by a miner, with its terms exposed."""
+
+    def __init__(self, pml: pml_losses.BaseMetricLossFunction, miner: str | None = None,
+                 margin: float = 0.0) -> None:
+        super().__init__()
+        self.pml, self.miner, self.margin = pml, miner, margin
+
+    def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
+        indices = (None if self.miner in (None, "all")
+                   else mine(self.miner, emb, labels, self.margin, generator))
+        return _pml_output(self.pml, emb, labels, indices)
+
+
+def _mean(terms: Tensor, emb: Tensor) -> Tensor:
+    """Mean of the terms; a batch that forms none gives a zero loss that still has a graph."""
+    return terms.mean() if terms.numel() else emb.sum() * 0.0
+
+
+def _pml_output(pml: pml_losses.BaseMetricLossFunction, emb: Tensor, labels: Tensor,
+                indices: Any) -> LossOutput:
+    loss_dict = pml.compute_loss(emb, labels, indices, emb, labels)
+    loss = pml.reducer(loss_dict, emb, labels)
+    terms = [part["losses"].detach().reshape(-1) for part in loss_dict.values()
+             if torch.is_tensor(part["losses"]) and part["reduction_type"] != "already_reduced"]
+    return LossOutput(loss, torch.cat(terms) if terms else emb.new_zeros(0))
+
+
+LossBuilder = Callable[[Mapping[str, Any], int, int], nn.Module]
+
+BUILDERS: dict[str, LossBuilder] = {
+    "contrastive": lambda c, k, d: ContrastiveLoss(c["margin"], c["miner"]),
+    "triplet": lambda c, k, d: TripletLoss(c["margin"], c["miner"]),
+    "npair": lambda c, k, d: PMLLoss(pml_losses.NPairsLoss()),
+    "infonce": lambda c, k, d: PMLLoss(pml_losses.NTXentLoss(**c["loss_params"])),
+    "supcon": lambda c, k, d: PMLLoss(pml_losses.SupConLoss(**c["loss_params"])),
+    "arcface": lambda c, k, d: PMLLoss(pml_losses.ArcFaceLoss(
+        k, d, margin=c["loss_params"]["margin_deg"], scale=c["loss_params"]["scale"])),
+    "ccl": lambda c, k, d: CenterContrastiveLoss(k, d, **c["loss_params"]),
+    "multi_similarity": lambda c, k, d: PMLLoss(
+        pml_losses.MultiSimilarityLoss(**c["loss_params"]), c["miner"], 0.1),
+    "proxy_anchor": lambda c, k, d: PMLLoss(pml_losses.ProxyAnchorLoss(k, d, **c["loss_params"])),
+}
+assert set(BUILDERS) == set(registry.LOSSES), "every registered loss needs a builder"
+
+
+def build_loss(config: Mapping[str, Any], num_classes: int, embedding_dim: int) -> nn.Module:
+    """The trial's loss module; its parameters (proxies, centres) join the optimiser."""
+    return BUILDERS[config["loss"]](config, num_classes, embedding_dim)

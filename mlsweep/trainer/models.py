@@ -1,0 +1,128 @@
+"""Embedding networks: a backbone, a linear embedding head, L2-normalised output."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from mlsweep.errors import UserError
+from mlsweep.trainer import registry
+
+
+class EmbeddingNet(nn.Module):
+    """backbone → linear head to `embedding_dim` → L2 normalisation."""
+
+    def __init__(self, backbone: nn.Module, features: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(features, embedding_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.head(self.backbone(x)), dim=1)
+
+
+def mlp(input_shape: Sequence[int], hidden_sizes: Sequence[int]) -> tuple[nn.Module, int]:
+    """Fully connected ReLU layers (the seed paper's 128-64 before its 32-d embedding)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = math.prod(input_shape)
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    return nn.Sequential(*layers), width
+
+
+def convnet(input_shape: Sequence[int]) -> tuple[nn.Module, int]:
+    """The seed paper's network: conv32-pool-conv64-pool-fc128."""
+    channels, height, width = input_shape
+    flat = 64 * (height // 4) * (width // 4)
+    return nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(),
+    ), 128
+
+
+class _ThreeChannels(nn.Module):
+    """Grey images repeated to RGB, and (for ViT) resized to the size the network expects."""
+
+    def __init__(self, net: nn.Module, size: int | None = None) -> None:
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if self.size and x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net(x)
+
+
+def _weights(name: str, pretrained: str) -> Any:
+    if pretrained != "imagenet":
+        return None
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def resnet(name: str, input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module, int]:
+    """torchvision ResNet; for inputs under 64 px the stem becomes a 3x3 stride-1 conv without
+    max-pooling, so CIFAR-sized images keep their spatial detail."""
+    net = torchvision.models.get_model(name, weights=_weights(name, pretrained))
+    if input_shape[-1] < 64:
+        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    features = net.fc.in_features
+    net.fc = nn.Identity()
+    return _ThreeChannels(net), features
+
+
+def vit_b_32(input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module, int]:
+    net = torchvision.models.vit_b_32(weights=_weights("vit_b_32", pretrained))
+    features = net.heads.head.in_features
+    net.heads = nn.Identity()
+    return _ThreeChannels(net, size=224), features
+
+
+BackboneBuilder = Callable[[Mapping[str, Any], Sequence[int]], tuple[nn.Module, int]]
+
+BUILDERS: dict[str, BackboneBuilder] = {
+    "mlp": lambda c, shape: mlp(shape, c["hidden_sizes"]),
+    "convnet": lambda c, shape: convnet(shape),
+    "resnet18": lambda c, shape: resnet("resnet18", shape, c["pretrained"]),
+    "resnet50": lambda c, shape: resnet("resnet50", shape, c["pretrained"]),
+    "vit_b_32": lambda c, shape: vit_b_32(shape, c["pretrained"]),
+}
+assert set(BUILDERS) == set(registry.MODELS), "every registered model needs a builder"
+
+
+def build_model(config: Mapping[str, Any], input_shape: Sequence[int]) -> EmbeddingNet:
+    """The trial's network; `pretrained` is none, imagenet (torchvision weights) or a file."""
+    name, pretrained = config["model"], config["pretrained"]
+    if name in ("mlp", "convnet") and pretrained == "imagenet":
+        raise UserError(f"pretrained: imagenet weights exist only for torchvision models, not {name}")
+    try:
+        backbone, features = BUILDERS[name](config, input_shape)
+    except (OSError, RuntimeError) as err:  # weights that cannot be fetched offline
+        raise UserError(f"model {name}: cannot load imagenet weights ({err}); place them in "
+                        f"{torch.hub.get_dir()}/checkpoints or use pretrained: PATH") from None
+    if pretrained not in ("none", "imagenet"):
+        _load_state(backbone, Path(pretrained).expanduser())
+    if config["freeze_backbone"]:
+        backbone.requires_grad_(False)
+    return EmbeddingNet(backbone, features, config["embedding_dim"])
+
+
+def _load_state(backbone: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"pretrained: {path} is not a file (give none, imagenet or a state dict path)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    inner = backbone.net if isinstance(backbone, _ThreeChannels) else backbone
+    missing, _ = inner.load_state_dict(state, strict=False)
+    if len(missing) == len(inner.state_dict()):
+        raise UserError(f"pretrained: {path} holds no weights of this backbone")

@@ -1,0 +1,359 @@
+"""Data sets, splits, samplers and augmentation of the trainer.
+
+No network: every file-based loader reads a tiny copy of its data set that the test writes in
+the data set's own format (IDX, CIFAR pickles, the CUB and Stanford Cars folder trees).
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+
+from mlsweep.trainer import registry
+from mlsweep.trainer.data import LOADERS, DataError, DataSplit, load_dataset, make_synthetic
+from mlsweep.trainer.sampling import epoch_batches, prepare_batch
+
+
+def test_loaders_match_the_registry() -> None:
+    assert list(LOADERS) == list(registry.DATASETS)
+
+
+# -- synthetic --------------------------------------------------------------------------------
+
+
+def test_synthetic_has_the_papers_statistics() -> None:
+    x, y = make_synthetic()
+    assert x.dtype == np.float32 and y.dtype == np.int64
+    assert x.shape == (2100, 128)  # 10 x 200 points + 5% outliers
+    assert (y == -1).sum() == 100 and (y[2000:] == -1).all()
+    assert set(y[:2000]) == set(range(10))
+    _, clean = make_synthetic(label_noise=0.0)
+    assert (clean[:2000] == np.repeat(np.arange(10), 200)).all()
+    assert (y[:2000] != clean[:2000]).mean() == pytest.approx(0.10)  # to a uniform *other* class
+    class_means = x[:2000].reshape(10, 200, 128).mean(axis=1)
+    # Centres ~ N(0, 5²): the std of class means is 5, plus the sampling error of the means
+    # (per coordinate spread * sqrt(dim) / sqrt(per_class) ~ 1.1).
+    assert 4.5 < class_means.std() < 6.0
+    assert 13.0 < x[2000:].std() < 17.0
+    x_kept, y_kept = make_synthetic(drop_outliers=True, n_classes=3, per_class=5, dim=4)
+    assert x_kept.shape == (15, 4) and (y_kept >= 0).all()
+
+
+def test_synthetic_split_depends_on_split_seed_only() -> None:
+    base = {"dataset": "synthetic", "dataset_params": {"per_class": 40, "dim": 8}}
+    a = load_dataset({**base, "seed": 0})
+    b = load_dataset({**base, "seed": 7})
+    c = load_dataset({**base, "split_seed": 1})
+    assert torch.equal(a.x_test, b.x_test) and torch.equal(a.y_train, b.y_train)
+    assert not torch.equal(a.x_test, c.x_test)
+    assert a.x_train.shape == (315, 8) and a.x_test.shape == (105, 8)  # 400 + 20 outliers
+    assert a.num_classes == 11  # the outliers (-1) are a class of their own: label 0
+    assert not a.image and a.input_shape == (8,)
+
+
+def test_synthetic_has_no_official_split() -> None:
+    with pytest.raises(DataError, match="synthetic: has no official"):
+        load_dataset({"dataset": "synthetic", "split": "official"})
+
+
+# -- digits, splits ---------------------------------------------------------------------------
+
+
+def test_digits_vectors_in_unit_range() -> None:
+    split = load_dataset({"dataset": "digits"})
+    assert split.x_train.dtype == torch.float32 and split.x_train.shape[1] == 64
+    assert len(split.x_train) + len(split.x_test) == 1797
+    assert split.x_train.min() == 0 and split.x_train.max() == 1
+    assert split.num_classes == 10 and split.y_train.dtype == torch.int64
+
+
+def test_stratified_keeps_class_proportions() -> None:
+    split = load_dataset({"dataset": "digits", "test_size": 0.25})
+    train = torch.bincount(split.y_train, minlength=10)
+    test = torch.bincount(split.y_test, minlength=10)
+    share = test / (train + test)
+    assert ((share - 0.25).abs() < 0.01).all()
+
+
+def test_class_disjoint_has_no_class_overlap() -> None:
+    split = load_dataset({"dataset": "digits", "split": "class_disjoint", "test_size": 0.3})
+    train, test = set(split.y_train.tolist()), set(split.y_test.tolist())
+    assert train == set(range(7)) and test == {7, 8, 9}  # round(0.7 * 10) train classes
+    assert split.num_classes == 7
+
+
+def test_to_moves_a_copy() -> None:
+    split = load_dataset({"dataset": "digits"})
+    moved = split.to("cpu")
+    assert isinstance(moved, DataSplit) and moved is not split
+    assert torch.equal(moved.x_test, split.x_test) and moved.num_classes == split.num_classes
+
+
+# -- MNIST, Fashion-MNIST ---------------------------------------------------------------------
+
+
+def _write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                   *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def _write_mnist(root: Path, folder: str, compress: bool) -> None:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, per_class in (("train", 8), ("t10k", 4)):
+        labels = np.repeat(np.arange(10), per_class)
+        images = rng.integers(0, 256, size=(len(labels), 28, 28))
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images, compress)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, compress)
+
+
+@pytest.mark.parametrize(("dataset", "folder", "compress"),
+                         [("mnist", "MNIST", True), ("fashion_mnist", "FashionMNIST", False)])
+def test_idx_data_sets(tmp_path: Path, dataset: str, folder: str, compress: bool) -> None:
+    _write_mnist(tmp_path, folder, compress)
+    base = {"dataset": dataset, "data_dir": str(tmp_path)}
+    official = load_dataset({**base, "split": "official"})
+    assert official.x_train.shape == (80, 1, 28, 28) and official.x_test.shape == (40, 1, 28, 28)
+    assert official.x_train.dtype == torch.uint8 and official.image
+    assert official.num_classes == 10 and len(official.mean) == len(official.std) == 1
+    stratified = load_dataset({**base, "split": "stratified", "test_size": 0.25})
+    assert len(stratified.y_test) == 30
+    assert (torch.bincount(stratified.y_test) == 3).all()
+    disjoint = load_dataset({**base, "split": "class_disjoint", "test_size": 0.25})
+    assert set(disjoint.y_test.tolist()) == {8, 9} and disjoint.num_classes == 8
+
+
+def test_missing_data_set_is_one_line_naming_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as error:
+        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path)})
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte(.gz)" in message and "t10k-labels-idx1-ubyte" in message
+
+
+def test_broken_idx_file_is_a_data_error(tmp_path: Path) -> None:
+    _write_mnist(tmp_path, "MNIST", compress=False)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])
+    with pytest.raises(DataError, match="unreadable IDX"):
+        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path)})
+
+
+def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirrors")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError, match=r"mnist: download into .* failed") as error:
+        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path), "download": True})
+    assert "\n" not in str(error.value)
+
+
+# -- CIFAR-10 ---------------------------------------------------------------------------------
+
+
+def test_cifar10_batches(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(10, 3072), dtype=np.uint8),
+                 b"labels": list(range(10))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    split = load_dataset({"dataset": "cifar10", "data_dir": str(tmp_path), "split": "official"})
+    assert split.x_train.shape == (50, 3, 32, 32) and split.x_test.shape == (10, 3, 32, 32)
+    assert split.num_classes == 10 and len(split.mean) == 3
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataError, match=r"cifar-10-batches-py.*test_batch"):
+        load_dataset({"dataset": "cifar10", "data_dir": str(tmp_path)})
+
+
+# -- CUB-200-2011, Stanford Cars --------------------------------------------------------------
+
+
+def _write_jpeg(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(20 + seed % 5, 30, 3))
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+
+
+def _write_cub(root: Path) -> Path:
+    """4 classes x 3 images; the first image of each class is a test image officially."""
+    folder = root / "CUB_200_2011"
+    images, labels, split = [], [], []
+    for i in range(12):
+        label = i // 3 + 1
+        relative = f"{label:03d}.Bird_{label}/Bird_{label}_{i:04d}.jpg"
+        _write_jpeg(folder / "images" / relative, i)
+        images.append(f"{i + 1} {relative}")
+        labels.append(f"{i + 1} {label}")
+        split.append(f"{i + 1} {int(i % 3 != 0)}")
+    for name, lines in (("images.txt", images), ("image_class_labels.txt", labels),
+                        ("train_test_split.txt", split)):
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_cub200_splits_and_cache(tmp_path: Path) -> None:
+    folder = _write_cub(tmp_path)
+    base = {"dataset": "cub200", "data_dir": str(tmp_path), "dataset_params": {"image_size": 16}}
+    # Default class_disjoint: the first half of the classes (1-100 of 200; here 1-2 of 4).
+    disjoint = load_dataset(base)
+    assert disjoint.x_train.shape == (6, 3, 16, 16) and disjoint.x_train.dtype == torch.uint8
+    assert disjoint.num_classes == 2 and set(disjoint.y_test.tolist()) == {2, 3}
+    official = load_dataset({**base, "split": "official"})
+    assert len(official.y_train) == 8 and len(official.y_test) == 4
+    # The second load reads the cache: the images are no longer needed.
+    shutil.rmtree(folder / "images")
+    again = load_dataset(base)
+    assert torch.equal(again.x_train, disjoint.x_train)
+    assert torch.equal(again.x_test, disjoint.x_test)
+    assert not list(folder.glob("*.tmp"))
+    # Another image size needs the images again.
+    with pytest.raises(DataError, match=r"cub200: image .*\.jpg not found"):
+        load_dataset({**base, "dataset_params": {"image_size": 8}})
+
+
+def test_cub200_missing_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"cub200: not found in .*CUB_200_2011; expected "
+                                        r"images\.txt.*no download") as error:
+        load_dataset({"dataset": "cub200", "data_dir": str(tmp_path), "download": True})
+    assert "\n" not in str(error.value)
+
+
+def test_cars196_mat_annotations(tmp_path: Path) -> None:
+    folder = tmp_path / "stanford_cars"
+    (folder / "devkit").mkdir(parents=True)
+    scipy.io.savemat(folder / "devkit" / "cars_meta.mat",
+                     {"class_names": np.array([f"Car {i}" for i in range(1, 5)], dtype=object)})
+    fields = [("bbox_x1", "u2"), ("bbox_y1", "u2"), ("bbox_x2", "u2"), ("bbox_y2", "u2"),
+              ("class", "u1"), ("fname", "O")]
+    for annos, images, offset in (("devkit/cars_train_annos.mat", "cars_train", 0),
+                                        ("cars_test_annos_withlabels.mat", "cars_test", 8)):
+        table = np.zeros(8, dtype=fields)
+        table["class"] = np.repeat(np.arange(1, 5), 2)
+        table["fname"] = [f"{i + 1:05d}.jpg" for i in range(8)]
+        for i, name in enumerate(table["fname"]):
+            _write_jpeg(folder / images / name, offset + i)
+        scipy.io.savemat(folder / annos, {"annotations": table})
+    base = {"dataset": "cars196", "data_dir": str(tmp_path), "dataset_params": {"image_size": 12}}
+    disjoint = load_dataset(base)  # classes 1-98 / 99-196; here 1-2 / 3-4
+    assert disjoint.x_train.shape == (8, 3, 12, 12) and disjoint.num_classes == 2
+    assert set(disjoint.y_test.tolist()) == {2, 3}
+    official = load_dataset({**base, "split": "official"})
+    assert official.x_test.shape == (8, 3, 12, 12) and official.num_classes == 4
+    assert official.mean == pytest.approx((0.485, 0.456, 0.406))
+
+
+# -- samplers ---------------------------------------------------------------------------------
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_random_sampler_covers_each_index_once() -> None:
+    labels = torch.arange(201) % 7
+    batches = epoch_batches(labels, 50, "random", 4, _generator())
+    assert [len(b) for b in batches] == [50, 50, 50, 50]  # the last batch of 1 is dropped
+    covered = torch.cat(batches)
+    assert len(covered.unique()) == 200
+    full = torch.cat(epoch_batches(labels[:200], 32, "random", 4, _generator()))
+    assert torch.equal(full.sort().values, torch.arange(200))
+
+
+def test_m_per_class_batches() -> None:
+    labels = torch.arange(10).repeat_interleave(20)[torch.randperm(200, generator=_generator(1))]
+    batches = epoch_batches(labels, 16, "m_per_class", 4, _generator())
+    assert len(batches) == 200 // 16
+    for batch in batches:
+        assert len(batch) == 16 and len(batch.unique()) == 16
+        counts = torch.bincount(labels[batch], minlength=10)
+        assert sorted(counts[counts > 0].tolist()) == [4, 4, 4, 4]
+    again = epoch_batches(labels, 16, "m_per_class", 4, _generator())
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
+    other = epoch_batches(labels, 16, "m_per_class", 4, _generator(1))
+    assert not all(torch.equal(a, b) for a, b in zip(batches, other, strict=True))
+
+
+def test_m_per_class_repeats_only_in_small_classes() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+    for batch in epoch_batches(labels, 8, "m_per_class", 4, _generator()):
+        for c in labels[batch].unique():
+            members = batch[labels[batch] == c]
+            assert len(members) == 4
+            assert len(members.unique()) == (2 if c == 0 else 4)
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+def _image_split(size: int = 32) -> DataSplit:
+    x = torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=_generator())
+    y = torch.arange(8) % 2
+    return DataSplit(x, y, x, y, num_classes=2, image=True, mean=(0.5, 0.4, 0.3),
+                     std=(0.2, 0.25, 0.3))
+
+
+def test_prepare_batch_normalises_images_and_passes_vectors() -> None:
+    split = _image_split()
+    out = prepare_batch(split.x_train, split, train=False, augment=True, generator=None)
+    mean = torch.tensor(split.mean).view(1, 3, 1, 1)
+    std = torch.tensor(split.std).view(1, 3, 1, 1)
+    assert torch.allclose(out, (split.x_train.float() / 255 - mean) / std)
+    vectors = torch.arange(6).view(2, 3)
+    vector_split = DataSplit(vectors, vectors, vectors, vectors, 1, image=False)
+    out = prepare_batch(vectors, vector_split, train=True, augment=True, generator=None)
+    assert out.dtype == torch.float32 and torch.equal(out, vectors.float())
+
+
+def _crop_offsets(out: torch.Tensor, split: DataSplit, pad: int) -> list[tuple[int, int]]:
+    """For each augmented image, the (dy, dx) of the window of the zero-padded image it is."""
+    padded = torch.nn.functional.pad(split.x_train, (pad, pad, pad, pad))
+    padded = prepare_batch(padded, split, train=False, augment=False, generator=None)
+    size = split.x_train.shape[-1]
+    offsets = []
+    for image, source in zip(out, padded, strict=True):
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 for window in [source[:, dy:dy + size, dx:dx + size]]
+                 if torch.equal(image, window) or torch.equal(image, window.flip(2))]
+        assert found, "not a (mirrored) window of the padded image"
+        offsets.append(found[0])
+    return offsets
+
+
+def test_augmentation_is_a_seeded_crop_and_flip() -> None:
+    split = _image_split()
+    a = prepare_batch(split.x_train, split, train=True, augment=True, generator=_generator())
+    b = prepare_batch(split.x_train, split, train=True, augment=True, generator=_generator())
+    assert a.shape == split.x_train.shape and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    plain = prepare_batch(split.x_train, split, train=True, augment=False, generator=None)
+    assert not torch.equal(a, plain)
+    assert len(set(_crop_offsets(a, split, pad=4))) > 1
+
+
+def test_augmentation_pads_an_eighth_of_large_images() -> None:
+    split = _image_split(size=64)
+    out = prepare_batch(split.x_train, split, train=True, augment=True, generator=_generator(3))
+    assert out.shape == (8, 3, 64, 64)
+    offsets = _crop_offsets(out, split, pad=8)
+    assert any(abs(dy - 8) > 4 or abs(dx - 8) > 4 for dy, dx in offsets)  # beyond a 4 px pad
