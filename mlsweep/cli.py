@@ -106,6 +106,119 @@ def plan(
               f"max concurrent: {summary['max_concurrent_trials'] or 'as resources allow'}")
 
 
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs, each value read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {pair!r}: expected key=value, e.g. --set epochs=5")
+        try:
+            settings[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"--set {pair!r}: the value is not valid YAML") from None
+    return settings
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    keys = ("train_loss", "active_ratio", "grad_norm", "intra_var_mean", "centroid_dist_mean",
+            "recall_at_1", "map_at_r")
+    parts = [f"{k}={record[k]:.4g}" for k in keys if k in record]
+    return f"epoch {record['epoch']:>3}  " + "  ".join(parts) + f"  ({record['epoch_s']:.2f}s)"
+
+
+@app.command()
+@user_errors
+def train(
+    loss: str = typer.Option("triplet", help="Loss (see `mlsweep plan --help` for the registry)."),
+    dataset: str = typer.Option("synthetic", help="Data set."),
+    set_: list[str] = typer.Option([], "--set", help="A trainer setting, key=value (repeatable)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write the trial's Parquet tables here."),
+    format: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Run one trial in this process, no Ray: prints each epoch's diagnostics as it ends."""
+    from mlsweep.results import write_trial
+    from mlsweep.spec import validate_settings
+    from mlsweep.trainer.loop import run_trial
+    from mlsweep.trainer.settings import trial_id
+
+    if format not in ("table", "json"):
+        raise UserError(f"--format: {format!r} is not a format; known: table, json")
+    config = validate_settings({**_parse_sets(set_), "loss": loss, "dataset": dataset}, "mlsweep train")
+    tid = trial_id(config)
+    quiet = format == "json"
+    if not quiet:
+        out.print(f"trial {tid}: {loss} on {dataset}, {config['epochs']} epochs, model {config['model']}")
+    result = run_trial(config, on_epoch=None if quiet else lambda rec, _: out.print(_epoch_line(rec)))
+    if out_dir is not None:
+        write_trial(str(out_dir), tid, "train", config, result.summary,
+                    result.epochs.to_dict("records"), result.steps.to_dict("records"))
+    if quiet:
+        payload = {"trial_id": tid, "config": config,
+                   "summary": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                               for k, v in result.summary.items()},
+                   "epochs": result.epochs.to_dict("records")}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    table = result.epochs.set_index("epoch").T
+    print_table([{"metric": name, **{str(e): v for e, v in row.items()}} for name, row in table.iterrows()],
+                ["metric", *map(str, table.columns)], title="epoch records")
+    out.print(f"status: {result.summary['status']}   wall: {result.summary['wall_s']:.1f}s"
+              + (f"   results: {out_dir}" if out_dir else ""))
+
+
+@app.command()
+@user_errors
+def launch(
+    sweep_file: Path = SWEEP_ARG,
+    storage: str | None = typer.Option(None, help="Folder or s3:// URI; overrides the file's storage."),
+    address: str | None = typer.Option(None, help="Join a Ray cluster (auto | ray://host:10001); "
+                                       "default: an embedded local Ray."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed and diverged trials again."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's and Tune's own output."),
+) -> None:
+    """Run every pending trial of a sweep on Ray Tune; results land as Parquet.
+
+    Trials already recorded are skipped: relaunch after Ctrl-C, a crash, or new values.
+    """
+    from mlsweep.orchestrator import launch as run_sweep
+    from mlsweep.spec import load_sweep
+
+    sweep = load_sweep(sweep_file)
+    summary = run_sweep(sweep, sweep_file.read_text(), storage=storage, address=address,
+                        retry_failed=retry_failed, verbose=verbose)
+    if summary.launched == 0:
+        out.print(f"nothing to run: all {summary.skipped} trials are recorded in {summary.run_dir}"
+                  + ("" if retry_failed else " (--retry-failed runs failed ones again)"))
+        return
+    rows = [{"status": k, "trials": v} for k, v in sorted(summary.by_status.items())]
+    print_table(rows, ["status", "trials"], title=f"sweep {sweep.name}: {summary.launched} launched, "
+                f"{summary.skipped} already recorded, {summary.elapsed_s:.0f}s")
+    if summary.interrupted:
+        out.print("interrupted: trials not shown here were not recorded; launch again to run them")
+    out.print(f"results: {summary.run_dir}/results   next: mlsweep analyze {summary.run_dir}")
+    if summary.by_status.get("failed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def status(run_dir: str = typer.Argument(..., help="A run folder (<storage>/<name>).")) -> None:
+    """Counts of trials by status, the failed ones with their errors, and the slowest."""
+    from mlsweep.status import run_status
+
+    report = run_status(run_dir)
+    print_table([{"status": k, "trials": v} for k, v in report.counts.items()], ["status", "trials"],
+                title=f"{run_dir}: {report.planned} planned")
+    if report.failed:
+        print_table(report.failed, ["trial_id", "loss", "dataset", "status", "attempts", "error"],
+                    title="failed and diverged")
+    print_table(report.slowest, ["trial_id", "loss", "dataset", "wall_s", "epochs_run", "device"],
+                title="slowest")
+
+
 def main() -> None:
     app()
 

@@ -52,6 +52,22 @@ def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def rows_with_ids(trial_id: str, sweep: str, config: Mapping[str, Any],
+                  rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of any table, each carrying `trial_id`, `sweep` and the config as plain columns."""
+    ids = {"trial_id": trial_id, "sweep": sweep, **config_columns(config)}
+    return [{**ids, **row} for row in rows]
+
+
+def write_trial(run_dir: str, trial_id: str, sweep: str, config: Mapping[str, Any],
+                summary: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]],
+                steps: Sequence[Mapping[str, Any]]) -> None:
+    """All three tables of one trial; the trials row last, since it marks the trial done."""
+    for table, rows in (("epochs", epochs), ("steps", steps), ("trials", [summary])):
+        if rows:
+            write_table(run_dir, table, trial_id, rows_with_ids(trial_id, sweep, config, rows))
+
+
 def write_atomic(fs: pafs.FileSystem, path: str, write: Any) -> None:
     """Write through `write(stream)` to a temporary sibling, then rename over `path`."""
     parent = path.rsplit("/", 1)[0]

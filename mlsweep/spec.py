@@ -216,6 +216,15 @@ def validate(data: Any, source: str = "<sweep>") -> Sweep:
     return sweep
 
 
+def validate_settings(settings: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check single trainer settings (as `mlsweep train --set` gives them) and resolve them."""
+    params = {name: Parameter(value=value) for name, value in settings.items()}
+    problems = list(_check_parameters("grid", params))
+    if problems:
+        raise UserError(*(f"{source}: {line}" for line in problems))
+    return resolve(settings)
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read a sweep file with a safe YAML loader and validate it."""
     path = Path(path)

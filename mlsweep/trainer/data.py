@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from mlsweep.errors import UserError
 from mlsweep.trainer import registry
 from mlsweep.trainer.settings import SETTINGS
 
@@ -36,7 +37,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data set that is missing, broken or cannot be split as asked; the message is one line."""
 
 

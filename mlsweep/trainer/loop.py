@@ -92,7 +92,7 @@ class _Trainer:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.device = pick_device(config["device"])
+        self.device = pick_device(config["torch_device"])
         self.generator = seed_everything(config["seed"])
         self.data = load_dataset(config).to(self.device)
         self.model = build_model(config, self.data.input_shape).to(self.device)
@@ -173,7 +173,6 @@ def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) 
     trainer = _Trainer(cfg)
     records: list[dict[str, Any]] = []
     all_steps: list[dict[str, Any]] = []
-    status, error = "completed", None
     for epoch in range(1, cfg["epochs"] + 1):
         record, steps = trainer.train_epoch(epoch)
         diverged = not math.isfinite(record["train_loss"])
@@ -184,22 +183,34 @@ def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) 
         if on_epoch is not None:
             on_epoch(record, steps)
         if diverged:
-            status, error = "diverged", f"non-finite train loss at epoch {epoch}"
             break
+    meta = {"started_at": started, "finished_at": datetime.now(timezone.utc),
+            "wall_s": time.perf_counter() - t0, "device": str(trainer.device),
+            "node": socket.gethostname()}
+    return TrialResult(pd.DataFrame(records), pd.DataFrame(all_steps), summarize(records, meta))
+
+
+def summarize(records: list[dict[str, Any]], meta: Mapping[str, Any], error: str | None = None,
+              ) -> dict[str, Any]:
+    """Per-trial values from the epoch records: status, final_<metric>, loss decay, and `meta`
+    (when and where it ran). Shared by run_trial and the sweep's driver, which sees only the
+    streamed records. `error` marks a failed trial."""
     epochs = pd.DataFrame(records)
-    summary = {
+    last_loss = records[-1]["train_loss"] if records else math.nan
+    if error is not None:
+        status = "failed"
+    elif records and not math.isfinite(last_loss):
+        status, error = "diverged", f"non-finite train loss at epoch {records[-1]['epoch']}"
+    else:
+        status = "completed"
+    return {
         "status": status,
         "error": error,
         "epochs_run": len(records),
-        "started_at": started,
-        "finished_at": datetime.now(timezone.utc),
-        "wall_s": time.perf_counter() - t0,
-        "device": str(trainer.device),
-        "node": socket.gethostname(),
+        **meta,
         **final_values(epochs),
         **loss_decay(epochs["train_loss"].tolist() if len(epochs) else []),
     }
-    return TrialResult(epochs, pd.DataFrame(all_steps), summary)
 
 
 def final_values(epochs: pd.DataFrame) -> dict[str, float]:

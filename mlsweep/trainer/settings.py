@@ -95,7 +95,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("train_subset", PosInt, 5000, "train samples used for train_ metrics and kNN"),
         Setting("augment", StrictBool | None, None,
                 "random crop + flip on the device (default: on for colour image sets)"),
-        Setting("device", str, "auto", "auto | cpu | cuda | cuda:N"),
+        Setting("torch_device", str, "auto", "where to train: auto | cpu | cuda | cuda:N"),
         Setting("data_dir", str | None, None,
                 "data folder (default: $MLSWEEP_DATA or ~/.cache/mlsweep/data)"),
         Setting("download", StrictBool, False, "try to download a missing data set"),

@@ -1,0 +1,323 @@
+"""Run a sweep's pending trials on Ray Tune, streaming results to Parquet from the driver.
+
+Trials already recorded are skipped, so a launch can be repeated after Ctrl-C, a crash or an
+extended grid. Workers only train and report; the driver writes every file (one Tune
+callback), so a multi-node run needs shared storage for Tune's state but not for results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlsweep import results
+from mlsweep.errors import UserError
+from mlsweep.progress import SweepProgress
+from mlsweep.spec import Sweep, Trial, expand
+from mlsweep.trainer.settings import resolve, trial_id
+
+# Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
+                      "fuse.")
+
+
+@dataclass
+class LaunchSummary:
+    run_dir: str
+    total: int  # trials of the sweep
+    skipped: int  # already recorded before this launch
+    launched: int
+    by_status: dict[str, int] = field(default_factory=dict)  # of this launch
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def run_dir_of(sweep: Sweep, storage: str | None) -> str:
+    """`<storage>/<name>`: an absolute local path or a URI."""
+    base = storage or sweep.storage
+    if "://" not in base:
+        base = str(Path(base).expanduser().resolve())
+    return results.join(base, sweep.name)
+
+
+def recorded(run_dir: str, retry_failed: bool) -> set[str]:
+    """Trial ids that need no run: completed ones, and failed/diverged unless retried."""
+    trials = results.read_results(run_dir, "trials")
+    if trials.empty:
+        return set()
+    keep = trials if not retry_failed else trials[trials["status"] == "completed"]
+    return set(keep["trial_id"])
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import torch
+
+    from mlsweep import __version__
+
+    return {"mlsweep": __version__, "ray": ray.__version__, "torch": torch.__version__}
+
+
+def write_run_files(run_dir: str, sweep: Sweep, sweep_text: str, trials: list[Trial]) -> None:
+    """`sweep.yaml` as launched and `manifest.json`, which keeps every trial id ever planned
+    (an extended grid adds to it) and one line per launch."""
+    fs, base = results.filesystem(run_dir)
+    manifest_path = results.join(base, "manifest.json")
+    manifest: dict[str, Any] = {"sweep": sweep.name, "trials": {}, "launches": []}
+    if fs.get_file_info(manifest_path).is_file:
+        with fs.open_input_stream(manifest_path) as stream:
+            manifest = json.loads(stream.readall())
+    canonical = json.dumps(sweep.model_dump(mode="json"), sort_keys=True)
+    manifest["spec_hash"] = trial_id(json.loads(canonical))
+    manifest["trials"].update({t.trial_id: t.config for t in trials})
+    manifest["versions"] = _versions()
+    manifest["launches"].append({"at": datetime.now(timezone.utc).isoformat(), "trials": len(trials)})
+    results.write_atomic(fs, results.join(base, "sweep.yaml"), lambda s: s.write(sweep_text.encode()))
+    results.write_atomic(fs, manifest_path, lambda s: s.write(json.dumps(manifest, indent=1).encode()))
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def trial_config(params: Mapping[str, Any], configs: Mapping[str, dict[str, Any]],
+                 overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config of a Tune trial: looked up by id (grid) or resolved from the
+    sampled parameters (optuna)."""
+    if "trial_id" in params:
+        return configs[params["trial_id"]]
+    return resolve(dict(params), overrides)
+
+
+def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
+               overrides: dict[str, Any]) -> None:
+    """Runs in a Ray worker: train, and report each epoch (record, steps) to the driver."""
+    import socket
+
+    import ray
+    import torch
+    from ray import tune
+
+    from mlsweep.trainer.loop import pick_device, run_trial
+
+    config = trial_config(params, configs, overrides)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    meta = {"device": str(pick_device(config["torch_device"])), "node": socket.gethostname()}
+
+    def report(record: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        columns = {key: [row.get(key) for row in steps] for key in (steps[0] if steps else {})}
+        tune.report({**record, "_record": record, "_steps": columns, "_meta": meta})
+
+    run_trial(config, on_epoch=report)
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def _error_line(text: str | None) -> str:
+    """The exception line of a traceback (what a person reads first)."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1][:2000] if lines else "the trial failed without an error message"
+
+
+def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, Any]],
+                overrides: Mapping[str, Any], progress: SweepProgress) -> Any:
+    """The driver-side Tune callback that writes each trial's tables when it ends."""
+    from ray.tune import Callback
+
+    from mlsweep.trainer.loop import summarize
+
+    class ResultsWriter(Callback):
+        def __init__(self) -> None:
+            self.state: dict[str, dict[str, Any]] = {}
+
+        def _state(self, trial: Any) -> dict[str, Any]:
+            return self.state.setdefault(trial.trial_id, {
+                "config": trial_config(trial.config, configs, overrides), "records": [],
+                "steps": [], "attempts": 0, "meta": {},
+                "started_at": datetime.now(timezone.utc), "t0": time.perf_counter()})
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            state = self._state(trial)
+            state["attempts"] += 1
+            state["records"], state["steps"] = [], []  # a retry trains from scratch
+            progress.update(trials)
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.on_trial_start(iteration, trials, trial)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            state = self._state(trial)
+            state["records"].append(result["_record"])
+            state["steps"] += [dict(zip(result["_steps"], row, strict=True))
+                               for row in zip(*result["_steps"].values(), strict=True)]
+            state["meta"] = result["_meta"]
+
+        def _write(self, trial: Any, error: str | None) -> None:
+            state = self._state(trial)
+            del self.state[trial.trial_id]
+            meta = {"started_at": state["started_at"], "finished_at": datetime.now(timezone.utc),
+                    "wall_s": time.perf_counter() - state["t0"], "device": None, "node": None,
+                    **state["meta"]}
+            summary = {**summarize(state["records"], meta, error), "attempts": state["attempts"]}
+            config = state["config"]
+            results.write_trial(run_dir, trial_id(config), sweep_name, config, summary,
+                                state["records"], state["steps"])
+            progress.finished(summary["status"])
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._write(trial, None)
+            progress.update(trials)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._write(trial, _error_line(trial.get_error()))
+            progress.update(trials)
+
+    return ResultsWriter()
+
+
+def _search_space(sweep: Sweep) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for name, param in sweep.parameters.items():
+        if param.is_range:
+            space[name] = {"uniform": lambda p: tune.uniform(p.min, p.max),
+                           "log_uniform": lambda p: tune.loguniform(p.min, p.max),
+                           "int": lambda p: tune.randint(int(p.min), int(p.max) + 1),
+                           None: lambda p: tune.uniform(p.min, p.max)}[param.distribution](param)
+        elif len(param.choices) > 1:
+            space[name] = tune.choice(param.choices)
+        else:
+            space[name] = param.value
+    return space
+
+
+def _ensure_ray(address: str | None, verbose: bool) -> bool:
+    """Connect to Ray (embedded local by default); True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    level = logging.INFO if verbose else logging.ERROR
+    try:
+        ray.init(address=address, include_dashboard=False if address is None else None,
+                 log_to_driver=verbose, logging_level=level, configure_logging=True)
+    except ConnectionError as err:
+        raise UserError(f"--address {address}: cannot reach a Ray cluster there ({err})") from None
+    logging.getLogger("ray").setLevel(level)
+    return True
+
+
+def check_storage(run_dir: str) -> None:
+    """A local path on a multi-node cluster would scatter Tune's state over the nodes."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and "://" not in run_dir and not is_shared_path(run_dir):
+        raise UserError(f"storage {run_dir} is a local folder, but the Ray cluster has {len(nodes)} "
+                        "nodes: use a shared folder (an NFS mount on every node) or s3://bucket/prefix")
+
+
+def is_shared_path(path: str) -> bool:
+    """Whether `path` lies on a network file system, by the longest mount point above it."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return False
+    target = str(Path(path).resolve())
+    best = max((m for m in mounts if target == m[0] or target.startswith(m[0].rstrip("/") + "/")),
+               key=lambda m: len(m[0]), default=None)
+    return best is not None and best[1].startswith(SHARED_FILESYSTEMS)
+
+
+def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: str | None = None,
+           retry_failed: bool = False, verbose: bool = False) -> LaunchSummary:
+    """Run every pending trial of `sweep`; return what happened. Safe to call again."""
+    run_dir = run_dir_of(sweep, storage)
+    trials = expand(sweep) if sweep.method == "grid" else []
+    done = recorded(run_dir, retry_failed)
+    pending = [t for t in trials if t.trial_id not in done]
+    n_samples = max(0, sweep.num_samples - len(done)) if sweep.method == "optuna" else len(pending)
+    summary = LaunchSummary(run_dir, len(trials) or sweep.num_samples, len(done), n_samples)
+    write_run_files(run_dir, sweep, sweep_text, trials)
+    if n_samples == 0:
+        return summary
+    started_ray = _ensure_ray(address, verbose)
+    try:
+        if address is not None:
+            check_storage(run_dir)
+        summary.interrupted = _fit(sweep, run_dir, pending, n_samples, verbose, summary)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return summary
+
+
+def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbose: bool,
+         summary: LaunchSummary) -> bool:
+    from ray import tune
+
+    configs = {t.trial_id: t.config for t in pending}
+    overrides = sweep.overrides()
+    progress = SweepProgress(n_samples, verbose)
+    writer = make_writer(run_dir, sweep.name, configs, overrides, progress)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, configs=configs, overrides=overrides),
+        {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+    mode = "max" if sweep.metric.goal == "maximize" else "min"
+    tune_config = tune.TuneConfig(
+        metric=sweep.metric.name, mode=mode, reuse_actors=True,
+        max_concurrent_trials=sweep.max_concurrent_trials,
+        trial_name_creator=lambda t: t.config.get("trial_id", t.trial_id),
+        trial_dirname_creator=lambda t: t.config.get("trial_id", t.trial_id),
+        num_samples=1 if sweep.method == "grid" else n_samples,
+        search_alg=_optuna(sweep) if sweep.method == "optuna" else None,
+        scheduler=_asha(sweep) if sweep.scheduler == "asha" else None,
+    )
+    param_space = ({"trial_id": tune.grid_search(list(configs))} if sweep.method == "grid"
+                   else _search_space(sweep))
+    run_config = tune.RunConfig(
+        name=f"launch-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
+        storage_path=results.join(run_dir, "tune"),
+        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        callbacks=[writer], verbose=1 if verbose else 0)
+    t0 = time.perf_counter()
+    with progress:
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                           run_config=run_config)
+        result_grid = tuner.fit()
+    summary.elapsed_s = time.perf_counter() - t0
+    summary.by_status = dict(progress.by_status)
+    finished = sum(summary.by_status.values())
+    return finished < n_samples or bool(getattr(result_grid, "_experiment_interrupted", False))
+
+
+def _optuna(sweep: Sweep) -> Any:
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(seed=0)
+
+
+def _asha(sweep: Sweep) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    epochs = sweep.parameters.get("epochs")
+    max_t = int(epochs.value) if epochs is not None and "value" in epochs.model_fields_set else 100
+    return ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=1)

@@ -1,0 +1,62 @@
+"""The live line a sweep prints: trials done / running / pending / failed, elapsed and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class SweepProgress:
+    """One line, rewritten in place on a terminal, or printed per finished trial in a log."""
+
+    def __init__(self, total: int, quiet_terminal: bool = False, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        # With --verbose, Ray's own output interleaves; a rewritten line would garble it.
+        self.live = self.stream.isatty() and not quiet_terminal
+        self.by_status: Counter[str] = Counter()
+        self.running = 0
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> SweepProgress:
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def update(self, trials: list[Any]) -> None:
+        """Count running trials from Tune's list; redraw the live line."""
+        self.running = sum(1 for t in trials if t.status == "RUNNING")
+        if self.live:
+            self._emit("\r")
+
+    def finished(self, status: str) -> None:
+        self.by_status[status] += 1
+        self.running = max(0, self.running - 1)  # Tune updates the trial's own status later
+        self._emit("\r" if self.live else "")
+        if not self.live:
+            self.stream.write("\n")
+
+    def line(self) -> str:
+        done = sum(self.by_status.values())
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / done * (self.total - done) if done else None
+        pending = max(0, self.total - done - self.running)
+        diverged = f"  diverged {self.by_status['diverged']}" if self.by_status["diverged"] else ""
+        return (f"[{done}/{self.total}] done {self.by_status['completed']}  running {self.running}  "
+                f"pending {pending}  failed {self.by_status['failed']}{diverged}  "
+                f"elapsed {_clock(elapsed)}  eta {_clock(eta) if eta is not None else '-'}")
+
+    def _emit(self, prefix: str) -> None:
+        self.stream.write(f"{prefix}{self.line()}\033[K" if self.live else self.line())
+        self.stream.flush()
