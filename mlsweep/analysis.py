@@ -56,6 +56,8 @@ _NOT_FACTORS = frozenset({*_IDS, "seed", "epoch"})
 _CHUNK = 10_000_000  # array elements per vectorised scipy call (80 MB of float64)
 _PAIR_COLUMNS = ("mean_diff", "ci_low", "ci_high", "t_stat", "t_p", "w_stat", "w_p", "d_z",
                  "rank_biserial")
+_TESTS_COLUMNS = ["loss_a", "loss_b", "n_pairs", "mean_diff", "ci_low", "ci_high", "t_stat", "t_p",
+                  "w_stat", "w_p", "p_holm", "d_z", "rank_biserial", "better", "note"]
 _RANK_COLUMNS = ["metric", "stat", "loss", "mean_rank", "n_blocks", "friedman_stat",
                  "friedman_p", "cd", "note"]
 
@@ -98,7 +100,9 @@ def analyze(run_dir: str, metrics: Sequence[str] | None = None, alpha: float = 0
     naming a loss or metric the run lacks are skipped and listed, not errors. `seed` seeds the
     bootstrap, so the same results give the same intervals.
     """
-    claim_list = load_claims(_default_claims(run_dir) if claims is None else claims)
+    if not 0 < alpha < 1:
+        raise AnalysisError(f"alpha must be between 0 and 1, not {alpha}")
+    claim_list = _run_claims(run_dir) if claims is None else load_claims(claims)
     trials, epochs = read_results(run_dir, "trials"), read_results(run_dir, "epochs")
     if trials.empty and epochs.empty:
         raise AnalysisError(f"no results in {run_dir}: results/trials and results/epochs are empty")
@@ -132,19 +136,23 @@ def analyze(run_dir: str, metrics: Sequence[str] | None = None, alpha: float = 0
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _default_claims(run_dir: str) -> str | list[Any]:
-    """The `claims:` of the run's sweep.yaml, or `paper` when it names none."""
+def _run_claims(run_dir: str) -> list[Claim]:
+    """The claims the run's sweep.yaml names under `claims:`, or the `paper` set."""
     fs, base = filesystem(run_dir)
     path = join(base, "sweep.yaml")
     if fs.get_file_info(path).type != pafs.FileType.File:
-        return "paper"
+        return load_claims("paper")
+    shown = join(run_dir, "sweep.yaml")
     with fs.open_input_stream(path) as stream:
         try:
             sweep = yaml.safe_load(stream.read())
         except yaml.YAMLError:
-            raise AnalysisError(f"{join(run_dir, 'sweep.yaml')}: not valid YAML") from None
-    found = sweep.get("claims") if isinstance(sweep, dict) else None
-    return "paper" if found is None else found
+            raise AnalysisError(f"{shown}: not valid YAML") from None
+    spec = sweep.get("claims") if isinstance(sweep, dict) else None
+    try:
+        return load_claims("paper" if spec is None else spec)
+    except ClaimsError as error:
+        raise ClaimsError(f"{shown}: {error}") from None
 
 
 def _excluded(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, int]:
@@ -152,9 +160,10 @@ def _excluded(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, int]:
     status = trials.get("status", pd.Series("completed", index=trials.index))
     counts = {str(k): int(v) for k, v in status.value_counts().items() if k != "completed"}
     if not epochs.empty:
-        unfinished = set(epochs["trial_id"]) - set(trials.get("trial_id", ()))
+        started = pd.Index(epochs["trial_id"].unique())
+        unfinished = len(started.difference(trials.get("trial_id", pd.Index([]))))
         if unfinished:
-            counts["unfinished"] = len(unfinished)
+            counts["unfinished"] = unfinished
     return counts
 
 
@@ -377,8 +386,7 @@ def _pair_tests(values: pd.DataFrame, blocks: list[str], alpha: float,
     table["p_holm"] = _holm(table, keys)
     table["better"] = _better(table, alpha)
     table["note"] = _notes(table, alpha)
-    return table[[*group[:-2], "loss_a", "loss_b", "n_pairs", *_PAIR_COLUMNS[:7], "p_holm",
-                  *_PAIR_COLUMNS[7:], "better", "note"]]
+    return table[[*keys, *_TESTS_COLUMNS]]
 
 
 def _pair_stats(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -396,16 +404,17 @@ def _pair_stats(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> dict[
 def _wilcoxon(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """scipy's Wilcoxon signed-rank test per row. scipy picks exact / permutation / normal for a
     whole batch (by whether any row has ties or zeros), so rows are batched by that property to
-    give each row the p-value scipy gives it alone."""
+    give each row the p-value scipy gives it alone. A single pair has no test (NaN)."""
+    statistic, p = np.full(len(a), np.nan), np.full(len(a), np.nan)
+    if a.shape[1] < 2:
+        return statistic, p
     diff = np.sort(np.abs(a - b), axis=1)
     irregular = (diff[:, 0] == 0) | (np.diff(diff, axis=1) == 0).any(axis=1)
-    statistic, p = np.full(len(a), np.nan), np.full(len(a), np.nan)
+    cost = a.shape[1] * 2 ** min(a.shape[1], 13)  # a permutation test enumerates sign flips
     for rows in (np.flatnonzero(irregular), np.flatnonzero(~irregular)):
-        cost = a.shape[1] * 2 ** min(a.shape[1], 13)  # permutation test enumerates sign flips
         for chunk in _chunks(len(rows), cost):
-            if len(rows[chunk]):
-                res = stats.wilcoxon(a[rows[chunk]], b[rows[chunk]], axis=1)
-                statistic[rows[chunk]], p[rows[chunk]] = res.statistic, res.pvalue
+            res = stats.wilcoxon(a[rows[chunk]], b[rows[chunk]], axis=1)
+            statistic[rows[chunk]], p[rows[chunk]] = res.statistic, res.pvalue
     return statistic, p
 
 
@@ -445,9 +454,15 @@ def _better(table: pd.DataFrame, alpha: float) -> np.ndarray:
     return np.where(table["p_holm"] < alpha, choice, None)
 
 
-def _notes(table: pd.DataFrame, alpha: float) -> list[str]:
-    columns = ("loss_a", "loss_b", "n_a", "n_b", "n_pairs")
-    return [_note(*row, alpha) for row in zip(*(table[c] for c in columns), strict=True)]
+def _notes(table: pd.DataFrame, alpha: float) -> np.ndarray:
+    """Per row: too few pairs for Wilcoxon to reach alpha, and seeds left unpaired."""
+    n_pairs = table["n_pairs"]
+    needs = ((2.0 ** (1 - n_pairs) >= alpha) | (table["n_a"] > n_pairs)
+             | (table["n_b"] > n_pairs)).to_numpy()
+    notes = np.full(len(table), "", dtype=object)
+    columns = [table.loc[needs, c] for c in ("loss_a", "loss_b", "n_a", "n_b", "n_pairs")]
+    notes[needs] = [_note(*row, alpha) for row in zip(*columns, strict=True)]
+    return notes
 
 
 def _note(loss_a: str, loss_b: str, n_a: int, n_b: int, n_pairs: int, alpha: float) -> str:
@@ -455,7 +470,7 @@ def _note(loss_a: str, loss_b: str, n_a: int, n_b: int, n_pairs: int, alpha: flo
     if n_pairs == 0:
         parts.append("no paired seeds")
     elif 2.0 ** (1 - n_pairs) >= alpha:
-        parts.append(f"{n_pairs} pairs: Wilcoxon cannot reach p < {alpha:g}")
+        parts.append(f"{n_pairs} pair{'s' * (n_pairs > 1)}: Wilcoxon cannot reach p < {alpha:g}")
     for loss, other, n in ((loss_a, loss_b, n_a), (loss_b, loss_a, n_b)):
         if n > n_pairs:
             parts.append(f"{n - n_pairs} {loss} seed(s) without {other}")
@@ -528,14 +543,15 @@ def _claim_table(pairs: pd.DataFrame, claims: list[Claim], blocks: list[str],
             loss_b=claim.b, direction=claim.direction, n_pairs=rows["n_pairs"],
             mean_diff=sign * rows["mean_diff"],
             ci_low=np.where(flip, -rows["ci_high"], rows["ci_low"]),
-            ci_high=np.where(flip, -rows["ci_low"], rows["ci_high"]), t_p=rows["t_p"]))
+            ci_high=np.where(flip, -rows["ci_low"], rows["ci_high"]), t_p=rows["t_p"],
+            note=rows["note"]))
     table = _concat(frames, ["claim", *blocks, "metric", "stat", "loss_a", "loss_b", "direction",
-                             "n_pairs", "mean_diff", "ci_low", "ci_high", "t_p"])
+                             "n_pairs", "mean_diff", "ci_low", "ci_high", "t_p", "note"])
     table[["mean_diff", "ci_low", "ci_high", "t_p"]] = table[
         ["mean_diff", "ci_low", "ci_high", "t_p"]].astype(float)
     table["p_holm"] = _holm(table, [])
     table["verdict"] = _verdicts(table, alpha)
-    return table, unmatched
+    return table[[*table.columns.drop(["note"]), "note"]], unmatched
 
 
 def _verdicts(table: pd.DataFrame, alpha: float) -> np.ndarray:
@@ -585,10 +601,14 @@ def format_result(result: AnalysisResult, max_rows: int = 20) -> str:
     lines = [f"analysed {result.n_completed} of {result.n_trials} trials"
              + (f" (excluded: {excluded})" if excluded else "")]
     claims = result.claims
-    lines.append(f"claims: {len(claims)} tests (paired t, Holm over all claims, "
+    lines.append(f"claims: {len(claims)} tests (paired t-test, Holm over all claim tests, "
                  f"alpha {result.alpha:g})")
+    for name, verdicts in claims.groupby("claim", sort=False)["verdict"]:
+        tally = ", ".join(f"{n} {verdict}" for verdict, n in verdicts.value_counts().items())
+        lines.append(f"  {name}: {tally}")
     if not claims.empty:
-        shown = claims.drop(columns=["loss_a", "loss_b", "direction", "ci_low", "ci_high", "t_p"])
+        shown = claims.drop(columns=["metric", "stat", "loss_a", "loss_b", "direction", "ci_low",
+                                     "ci_high", "t_p", "note"])
         lines.append(_text(shown, max_rows))
     lines += [f"  skipped: {s['claim']} ({s['reason']})" for s in result.skipped_claims]
     significant = _significant(result)

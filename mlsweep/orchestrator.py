@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from mlsweep import results
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
 from mlsweep.spec import Sweep, Trial, expand
+from mlsweep.trainer.registry import EPOCH_METRICS
 from mlsweep.trainer.settings import resolve, trial_id
 
 # Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
@@ -119,7 +121,10 @@ def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
 
     def report(record: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         columns = {key: [row.get(key) for row in steps] for key in (steps[0] if steps else {})}
-        tune.report({**record, "_record": record, "_steps": columns, "_meta": meta})
+        # Every metric on every report (NaN where an epoch was not evaluated), so Tune's metric
+        # checks, schedulers and searchers always find the sweep's metric.
+        metrics = {**dict.fromkeys(EPOCH_METRICS, math.nan), **record}
+        tune.report({**metrics, "_record": record, "_steps": columns, "_meta": meta})
 
     run_trial(config, on_epoch=report)
 
@@ -127,9 +132,14 @@ def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
 # --------------------------------------------------------------------------- driver side
 
 
-def _error_line(text: str | None) -> str:
-    """The exception line of a traceback (what a person reads first)."""
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+def _error_line(trial: Any) -> str:
+    """The exception line of the trial's last traceback (what a person reads first). Tune
+    writes it to the trial's local folder first and syncs it to storage later."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    lines = [ln.strip() for ln in (text or trial.get_error() or "").splitlines() if ln.strip()]
     return lines[-1][:2000] if lines else "the trial failed without an error message"
 
 
@@ -151,13 +161,11 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
                 "started_at": datetime.now(timezone.utc), "t0": time.perf_counter()})
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            """Also called for each retry, which trains from scratch."""
             state = self._state(trial)
             state["attempts"] += 1
-            state["records"], state["steps"] = [], []  # a retry trains from scratch
+            state["records"], state["steps"] = [], []
             progress.update(trials)
-
-        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.on_trial_start(iteration, trials, trial)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
@@ -184,7 +192,7 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             progress.update(trials)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._write(trial, _error_line(trial.get_error()))
+            self._write(trial, _error_line(trial))
             progress.update(trials)
 
     return ResultsWriter()
@@ -213,7 +221,8 @@ def _ensure_ray(address: str | None, verbose: bool) -> bool:
 
     if ray.is_initialized():
         return False
-    level = logging.INFO if verbose else logging.ERROR
+    # Quiet by default: failed trials are recorded and summarised, not dumped as tracebacks.
+    level = logging.INFO if verbose else logging.CRITICAL
     try:
         ray.init(address=address, include_dashboard=False if address is None else None,
                  log_to_driver=verbose, logging_level=level, configure_logging=True)

@@ -18,12 +18,16 @@ class SweepProgress:
 
     def __init__(self, total: int, quiet_terminal: bool = False, stream: TextIO | None = None) -> None:
         self.total = total
-        self.stream = stream or sys.stderr
+        self._stream = stream  # None: sys.stderr, looked up when written (Tune pickles callbacks)
         # With --verbose, Ray's own output interleaves; a rewritten line would garble it.
         self.live = self.stream.isatty() and not quiet_terminal
         self.by_status: Counter[str] = Counter()
         self.running = 0
         self.t0 = time.monotonic()
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr
 
     def __enter__(self) -> SweepProgress:
         self.t0 = time.monotonic()

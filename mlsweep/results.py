@@ -37,7 +37,9 @@ def _absolute(path: str) -> str:
 
 
 def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
+    """Path joining for folders and URIs; a URI's query (`?endpoint_override=...`) stays last."""
+    path, sep, query = base.partition("?") if "://" in base else (base, "", "")
+    return "/".join([path.rstrip("/"), *parts]) + sep + query
 
 
 def table_dir(run_dir: str, table: str) -> str:
@@ -110,5 +112,9 @@ def read_results(run_dir: str, table: str) -> pd.DataFrame:
     ]
     if not files:
         return pd.DataFrame()
-    dataset = ds.dataset(files, filesystem=fs, format="parquet")
+    # Trials differ in columns (a margin-free loss has no `margin`) and in null-only columns
+    # (no error), so the files' schemas are unified rather than taken from the first file.
+    schema = pa.unify_schemas([pq.read_schema(f, filesystem=fs) for f in files],
+                              promote_options="permissive")
+    dataset = ds.dataset(files, schema=schema, filesystem=fs, format="parquet")
     return dataset.to_table().to_pandas()

@@ -37,7 +37,8 @@ def _nearest(query: Tensor, gallery: Tensor, k: int, exclude_self: bool) -> Tens
         if exclude_self:
             rows = torch.arange(dist.shape[0], device=dist.device)
             dist[rows, rows + start] = math.inf
-        out.append(dist.topk(min(k, gallery.shape[0]), largest=False).indices)
+        # Excluding self leaves n - 1 candidates: taking n would return self (at inf) as a hit.
+        out.append(dist.topk(min(k, gallery.shape[0] - int(exclude_self)), largest=False).indices)
     return torch.cat(out)
 
 
@@ -66,6 +67,10 @@ def retrieval_metrics(test_emb: Tensor, test_labels: Tensor, train_emb: Tensor |
     """recall_at_1/5/10, precision_at_1, r_precision, map_at_r (Musgrave et al. 2020, k = max
     class count) on the test set against itself, and knn_acc (5-NN, train → test)."""
     z = F.normalize(test_emb.detach().float(), dim=1)
+    if not torch.isfinite(z).all():
+        # An overflowing model (finite train loss, non-finite test embeddings): no ranking
+        # exists, and AccuracyCalculator would raise on the NaNs and crash the trial.
+        return dict.fromkeys(RetrievalReporter.eval_columns, math.nan)
     calculator = AccuracyCalculator(include=_ACCURACY, k="max_bin_count", device=z.device,
                                     knn_func=_knn_func())
     accuracy = calculator.get_accuracy(z, test_labels)
@@ -73,8 +78,10 @@ def retrieval_metrics(test_emb: Tensor, test_labels: Tensor, train_emb: Tensor |
            "precision_at_1": accuracy["precision_at_1"],
            "r_precision": accuracy["r_precision"],
            "map_at_r": accuracy["mean_average_precision_at_r"]}
-    out["knn_acc"] = (math.nan if train_emb is None or train_labels is None else knn_accuracy(
-        F.normalize(train_emb.detach().float(), dim=1), train_labels, z, test_labels))
+    train_z = None if train_emb is None else F.normalize(train_emb.detach().float(), dim=1)
+    out["knn_acc"] = (math.nan if train_z is None or train_labels is None
+                      or not torch.isfinite(train_z).all()
+                      else knn_accuracy(train_z, train_labels, z, test_labels))
     return out
 
 

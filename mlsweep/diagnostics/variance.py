@@ -32,7 +32,8 @@ def variance_metrics(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
         "centroid_dist_mean": dists.mean().item() if len(dists) else nan,
         "centroid_dist_std": dists.std(correction=1).item() if len(dists) > 1 else nan,
         "between_var": between.item(),
-        "var_ratio": (sq_dev.mean() / between).item() if between > 0 else nan,
+        # One class: between_var is 0 by definition, but rounding leaves ~1e-33 to divide by.
+        "var_ratio": (sq_dev.mean() / between).item() if k > 1 and between > 0 else nan,
     }
 
 

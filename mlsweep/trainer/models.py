@@ -19,10 +19,22 @@ from mlsweep.trainer import registry
 class EmbeddingNet(nn.Module):
     """backbone → linear head to `embedding_dim` → L2 normalisation."""
 
-    def __init__(self, backbone: nn.Module, features: int, embedding_dim: int) -> None:
+    def __init__(self, backbone: nn.Module, features: int, embedding_dim: int,
+                 frozen_backbone: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(features, embedding_dim)
+        self.frozen_backbone = frozen_backbone
+        if frozen_backbone:
+            backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> EmbeddingNet:
+        # A frozen backbone stays in eval mode: in train mode its BatchNorm layers would still
+        # update their running statistics (and use batch statistics), so it would not be frozen.
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(self.head(self.backbone(x)), dim=1)
@@ -113,9 +125,7 @@ def build_model(config: Mapping[str, Any], input_shape: Sequence[int]) -> Embedd
                         f"{torch.hub.get_dir()}/checkpoints or use pretrained: PATH") from None
     if pretrained not in ("none", "imagenet"):
         _load_state(backbone, Path(pretrained).expanduser())
-    if config["freeze_backbone"]:
-        backbone.requires_grad_(False)
-    return EmbeddingNet(backbone, features, config["embedding_dim"])
+    return EmbeddingNet(backbone, features, config["embedding_dim"], config["freeze_backbone"])
 
 
 def _load_state(backbone: nn.Module, path: Path) -> None:
@@ -123,6 +133,10 @@ def _load_state(backbone: nn.Module, path: Path) -> None:
         raise UserError(f"pretrained: {path} is not a file (give none, imagenet or a state dict path)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     inner = backbone.net if isinstance(backbone, _ThreeChannels) else backbone
+    # Tensors of another shape are skipped: torchvision's own ResNet file has a 7x7 conv1 where
+    # the small-input stem has 3x3, which imagenet weights also lose (load_state_dict would raise).
+    own = inner.state_dict()
+    state = {k: v for k, v in state.items() if k not in own or own[k].shape == v.shape}
     missing, _ = inner.load_state_dict(state, strict=False)
     if len(missing) == len(inner.state_dict()):
         raise UserError(f"pretrained: {path} holds no weights of this backbone")

@@ -1,0 +1,205 @@
+"""`mlsweep launch` end to end on a real local Ray, with real Parquet (and a real S3 API)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, load_yaml, write_sweep
+
+from mlsweep import read_results
+from mlsweep.orchestrator import launch
+from mlsweep.spec import expand, validate
+from mlsweep.trainer import registry
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+TIMING = ["epoch_s", "samples_per_s", "eval_s"]
+TRIAL_COLUMNS = ["trial_id", "sweep", "loss", "dataset", "margin", "seed", "epochs", "batch_size", "lr",
+                 "model", "miner", "status", "error", "attempts", "started_at", "finished_at", "wall_s",
+                 "device", "node", "loss_half_epoch", "loss_tenth_epoch", "loss_decay_rate"]
+STEP_COLUMNS = ["trial_id", "sweep", "loss", "epoch", "step", "loss", "active_ratio", "grad_norm",
+                "emb_grad_norm", "n_terms"]
+
+
+def run(data: dict[str, Any], storage: Path, **kwargs: Any):
+    return launch(validate(data, "test.yaml"), yaml.safe_dump(data), storage=str(storage), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Any]:
+    storage = tmp_path_factory.mktemp("storage")
+    data = load_yaml("smoke.yaml")
+    return data, storage, run(data, storage)
+
+
+def test_smoke_sweep_writes_every_table(smoke_run) -> None:
+    data, storage, summary = smoke_run
+    run_dir = storage / "smoke"
+    expected = {t.trial_id for t in expand(validate(data))}
+    assert summary.launched == len(expected) == 4 and summary.by_status == {"completed": 4}
+    trials = read_results(str(run_dir), "trials")
+    assert sorted(trials["trial_id"]) == sorted(expected)  # one row per trial
+    assert set(TRIAL_COLUMNS) <= set(trials.columns)
+    assert {f"final_{m}" for m in registry.EPOCH_METRICS} <= set(trials.columns)
+    assert (trials["status"] == "completed").all() and (trials["attempts"] == 1).all()
+    epochs = read_results(str(run_dir), "epochs")
+    assert set(registry.EPOCH_METRICS) <= set(epochs.columns)
+    assert len(epochs) == 4 * data["parameters"]["epochs"]["value"]
+    assert all(sorted(group) == [1, 2] for _, group in epochs.groupby("trial_id")["epoch"])
+    steps = read_results(str(run_dir), "steps")
+    assert set(STEP_COLUMNS) <= set(steps.columns) and steps["step"].min() == 1
+    assert (run_dir / "sweep.yaml").read_text() == yaml.safe_dump(data)
+    manifest = (run_dir / "manifest.json").read_text()
+    assert all(tid in manifest for tid in expected) and '"ray"' in manifest
+
+
+def test_trial_rows_match_an_in_process_run(smoke_run) -> None:
+    """The numbers a sweep records are the trainer's own: same config, same values."""
+    from mlsweep import run_trial
+
+    data, storage, _ = smoke_run
+    trial = expand(validate(data))[0]
+    local = run_trial(trial.config).epochs.drop(columns=TIMING)
+    swept = read_results(str(storage / "smoke"), "epochs")
+    swept = swept[swept["trial_id"] == trial.trial_id].sort_values("epoch")[local.columns]
+    pd.testing.assert_frame_equal(swept.reset_index(drop=True), local, check_dtype=False)
+
+
+def test_relaunch_runs_nothing_and_rewrites_nothing(smoke_run) -> None:
+    data, storage, _ = smoke_run
+    files = sorted((storage / "smoke" / "results").rglob("*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    summary = run(data, storage)
+    assert summary.launched == 0 and summary.skipped == 4
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert sorted((storage / "smoke" / "results").rglob("*.parquet")) == files
+
+
+def test_extended_grid_runs_only_new_trials(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data["parameters"]["loss"] = {"value": "triplet"}
+    first = run(data, tmp_path)
+    data["parameters"]["seed"]["values"] += [2]
+    second = run(data, tmp_path)
+    assert (first.launched, second.launched, second.skipped) == (2, 1, 2)
+    trials = read_results(str(tmp_path / "smoke"), "trials")
+    assert sorted(trials["seed"]) == [0, 1, 2] and trials["trial_id"].is_unique
+
+
+def test_failing_trial_is_retried_then_recorded_while_others_complete(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data["parameters"].update(loss={"value": "triplet"}, seed={"value": 0},
+                              fail_at_epoch={"values": [0, 2]})
+    data["max_failures"] = 1
+    summary = run(data, tmp_path)
+    assert summary.by_status == {"completed": 1, "failed": 1}
+    trials = read_results(str(tmp_path / "smoke"), "trials").set_index("fail_at_epoch")
+    assert trials.loc[2, "status"] == "failed" and trials.loc[2, "attempts"] == 2
+    assert "fail_at_epoch=2: failing on purpose" in trials.loc[2, "error"]
+    assert trials.loc[0, "status"] == "completed" and pd.isna(trials.loc[0, "error"])
+    # Failed trials are not retried by a plain relaunch, only with --retry-failed.
+    assert run(data, tmp_path).launched == 0
+    assert run(data, tmp_path, retry_failed=True).launched == 1
+    assert read_results(str(tmp_path / "smoke"), "trials")["trial_id"].is_unique
+
+
+def test_diverged_trial_is_recorded_not_retried(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data["parameters"].update(loss={"value": "triplet"}, seed={"value": 0}, lr={"value": 1.0e30},
+                              optimizer={"value": "sgd"},
+                              epochs={"value": 3})
+    summary = run(data, tmp_path)
+    trials = read_results(str(tmp_path / "smoke"), "trials")
+    assert summary.by_status == {"diverged": 1}
+    assert trials.loc[0, "attempts"] == 1 and "non-finite" in trials.loc[0, "error"]
+
+
+def test_killed_driver_loses_no_trial_and_relaunch_runs_each_once(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 25})
+    sweep_file = write_sweep(tmp_path, data)
+    storage = tmp_path / "runs"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "launch", str(sweep_file),
+                             "--storage", str(storage)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trials_dir = storage / "smoke" / "results" / "trials"
+    deadline = time.monotonic() + 120
+    try:
+        while not list(trials_dir.glob("*.parquet")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "launch ended before a trial was recorded"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it embedded, at once
+        proc.wait()
+    before = read_results(str(storage / "smoke"), "trials")
+    assert 1 <= len(before) < 6
+    summary = launch(validate(data), yaml.safe_dump(data), storage=str(storage))
+    assert summary.launched == 6 - len(before)
+    after = read_results(str(storage / "smoke"), "trials")
+    assert len(after) == 6 and after["trial_id"].is_unique and (after["status"] == "completed").all()
+    epochs = read_results(str(storage / "smoke"), "epochs")
+    assert len(epochs) == 6 * 25 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_results_on_s3_read_back_equal(tmp_path: Path, smoke_run) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="sweeps")
+        data, local_storage, _ = smoke_run
+        uri = f"s3://sweeps/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
+        summary = run(data, uri)
+        assert summary.by_status == {"completed": 4}
+        run_uri = summary.run_dir
+        for table in ("trials", "epochs", "steps"):
+            remote = read_results(run_uri, table)
+            local = read_results(str(local_storage / "smoke"), table)
+            keys = ["trial_id", "epoch", "step"][: {"trials": 1, "epochs": 2, "steps": 3}[table]]
+            volatile = [c for c in (*TIMING, "wall_s", "started_at", "finished_at", "error")
+                        if c in local.columns] + [c for c in local.columns if c.startswith("final_")
+                                                  and c.removeprefix("final_") in TIMING]
+            remote, local = (df.drop(columns=volatile).sort_values(keys).reset_index(drop=True)
+                             for df in (remote, local))
+            pd.testing.assert_frame_equal(remote[local.columns], local)
+    finally:
+        server.stop()
+
+
+def test_cli_launch_prints_summary_and_status(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data["parameters"].update(loss={"value": "triplet"}, seed={"value": 0})
+    sweep_file = write_sweep(tmp_path, data)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "mlsweep.cli"]
+    done = subprocess.run([*cmd, "launch", str(sweep_file), "--storage", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "completed" in done.stdout and f"{tmp_path}/smoke/results" in done.stdout
+    assert "[1/1] done 1" in done.stderr
+    status = subprocess.run([*cmd, "status", str(tmp_path / "smoke")], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert status.returncode == 0 and "completed" in status.stdout and "1 planned" in status.stdout
+    missing = subprocess.run([*cmd, "status", str(tmp_path / "nope")], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
