@@ -218,7 +218,7 @@ def validate(data: Any, source: str = "<sweep>") -> Sweep:
 
 def validate_settings(settings: dict[str, Any], source: str) -> dict[str, Any]:
     """Check single trainer settings (as `mlsweep train --set` gives them) and resolve them."""
-    params = {name: Parameter(value=value) for name, value in settings.items()}
+    params = {name: Parameter(value=value) for name, value in settings.items() if name not in NESTED}
     problems = list(_check_parameters("grid", params))
     if problems:
         raise UserError(*(f"{source}: {line}" for line in problems))

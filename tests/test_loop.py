@@ -4,14 +4,12 @@ learning, and the shape of the epochs / steps tables and the summary."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mlsweep.diagnostics import retrieval_metrics
 from mlsweep.trainer import registry
@@ -22,18 +20,8 @@ from mlsweep.trainer.settings import resolve
 
 # 10 classes x 30 points of 16-d + 15 outliers: 236 train samples, 4 steps of 64 per epoch.
 TINY: dict[str, Any] = {"dataset": "synthetic", "dataset_params": {"per_class": 30, "dim": 16},
-                        "batch_size": 64, "epochs": 2, "device": "cpu"}
+                        "batch_size": 64, "epochs": 2, "torch_device": "cpu"}
 TIMING = ["epoch_s", "samples_per_s", "eval_s"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from a second thread; on a busy 2-core machine two threads
-    spin against other processes and run ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(**settings: Any) -> TrialResult:
@@ -88,7 +76,7 @@ def test_fail_at_epoch_raises_injected_failure() -> None:
 
 
 def test_a_digits_trial_learns() -> None:
-    config = resolve({"dataset": "digits", "loss": "triplet", "epochs": 4, "device": "cpu",
+    config = resolve({"dataset": "digits", "loss": "triplet", "epochs": 4, "torch_device": "cpu",
                       "diagnostics": ["retrieval"]})
     # The same initialisation, untrained: what the trial starts from.
     seed_everything(config["seed"])
@@ -163,7 +151,7 @@ def test_the_papers_direction_on_synthetic_data() -> None:
     wide margin, about 0.58 vs 0.14 and 0.92 vs 0.37, for each of these seeds)."""
     for seed in (0, 1, 2):
         final = {loss: run_trial({"dataset": "synthetic", "loss": loss, "margin": 1.0,
-                                  "epochs": 10, "seed": seed, "device": "cpu",
+                                  "epochs": 10, "seed": seed, "torch_device": "cpu",
                                   "diagnostics": ["variance"]}).summary
                  for loss in ("contrastive", "triplet")}
         for metric in ("final_intra_var_mean", "final_centroid_dist_mean"):

@@ -4,7 +4,6 @@ pretrained weights (from a file the test writes; ImageNet only offline, as a cle
 from __future__ import annotations
 
 import urllib.error
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,6 @@ SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "resnet50": ((3, 16, 16), 1),  # the small-input stem too; 16 px keeps it quick
     "vit_b_32": ((3, 32, 32), 1),  # resized to 224 inside; one sample keeps it quick
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from a second thread; on a busy 2-core machine two threads
-    spin against other processes and run ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def model(name: str, shape: tuple[int, ...], **settings: Any) -> EmbeddingNet:

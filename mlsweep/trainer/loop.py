@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from mlsweep.diagnostics import REPORTERS, EvalContext, Reporter, StepContext, loss_decay
+from mlsweep.spec import validate_settings
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.losses import build_loss
 from mlsweep.trainer.models import build_model
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
-from mlsweep.trainer.settings import resolve
 
 EVAL_BATCH = 1024
 EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
@@ -167,7 +167,7 @@ def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) 
     """Train one trial. `config` is a resolved config (as `mlsweep plan --format json` prints) or
     a partial one, completed with defaults. `on_epoch(record, step_rows)` sees each epoch as it
     ends. A non-finite loss ends the trial as `diverged`; other errors propagate."""
-    cfg = resolve(config)
+    cfg = validate_settings(dict(config), "run_trial")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     trainer = _Trainer(cfg)
