@@ -35,6 +35,7 @@ import yaml
 from scipy import stats
 
 from mlsweep.claims import Claim, ClaimsError, load_claims
+from mlsweep.errors import UserError
 from mlsweep.results import filesystem, join, read_results, write_atomic
 
 __all__ = [
@@ -62,7 +63,7 @@ _RANK_COLUMNS = ["metric", "stat", "loss", "mean_rank", "n_blocks", "friedman_st
                  "friedman_p", "cd", "note"]
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError):
     """A run folder or request that cannot be analysed; the message is one line for the user."""
 
 

@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from mlsweep.errors import UserError
+
 DIRECTIONS = ("greater", "less")
 STATS = ("final", "mean")
 _KEYS = {"a", "b", "metric", "direction", "stat", "name"}
 
 
-class ClaimsError(ValueError):
+class ClaimsError(UserError):
     """A claim set that cannot be read; the message is one line for the user."""
 
 

@@ -219,6 +219,95 @@ def status(run_dir: str = typer.Argument(..., help="A run folder (<storage>/<nam
                 title="slowest")
 
 
+ADDRESS_OPT = typer.Option(..., "--address", envvar="RAY_API_SERVER_ADDRESS",
+                           help="The Ray dashboard, e.g. http://127.0.0.1:8265 "
+                           "(forwarded by `ray dashboard cluster.yaml`).")
+
+
+def _write_raw(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _follow_to_end(follow: Callable[[], int], job_id: str, address: str) -> None:
+    """Stream a job's logs; exit with its outcome. Ctrl-C stops following, not the job."""
+    try:
+        code = follow()
+    except KeyboardInterrupt:
+        err.print(f"stopped following; the job keeps running (mlsweep stop {job_id} --address {address})")
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def submit(
+    sweep_file: Path = SWEEP_ARG,
+    address: str = ADDRESS_OPT,
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="Stream the job's logs; exit with its outcome."),
+    storage: str | None = typer.Option(None, help="Folder on the head node or s3:// URI; overrides the "
+                                       "file's (a relative folder is taken from the head's home)."),
+    requirements: Path | None = typer.Option(None, help="A pip requirements file the sweep needs "
+                                             "beyond mlsweep's own dependencies."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's packaging and upload messages."),
+) -> None:
+    """Run a sweep on a Ray cluster as a Ray Job: this folder (minus .gitignore'd files) is
+    uploaded and `mlsweep launch` runs on the head node."""
+    from mlsweep import cluster
+
+    client, job = cluster.submit(sweep_file, address, storage, requirements, verbose=verbose)
+    out.print(f"submitted {job.job_id} to {job.address}")
+    for line in cluster.next_steps(job):
+        out.print(f"  {line}", markup=False, highlight=False)
+    if follow:
+        def run() -> int:
+            status, code = cluster.follow(client, job.job_id, _write_raw)
+            out.print(f"job {job.job_id}: {status}")
+            return code
+
+        _follow_to_end(run, job.job_id, job.address)
+
+
+@app.command()
+@user_errors
+def logs(
+    job_id: str = typer.Argument(..., help="The job's submission id (mlsweep jobs lists them)."),
+    address: str = ADDRESS_OPT,
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="Stream until the job ends; exit with its outcome."),
+) -> None:
+    """A job's output so far, or streamed until it ends."""
+    from mlsweep import cluster
+
+    _follow_to_end(lambda: cluster.logs(address, job_id, _write_raw, follow), job_id, address)
+
+
+@app.command()
+@user_errors
+def jobs(address: str = ADDRESS_OPT) -> None:
+    """The cluster's jobs, newest first, with the sweep each one runs."""
+    from mlsweep import cluster
+
+    print_table(cluster.list_jobs(address), ["job", "status", "sweep", "started", "ended", "seconds"],
+                title=f"jobs on {cluster.dashboard_url(address)}")
+
+
+@app.command()
+@user_errors
+def stop(
+    job_id: str = typer.Argument(..., help="The job's submission id (mlsweep jobs lists them)."),
+    address: str = ADDRESS_OPT,
+) -> None:
+    """Stop a job; the trials it recorded stay, and submitting the sweep again runs the rest."""
+    from mlsweep import cluster
+
+    status = cluster.stop(address, job_id)
+    out.print(f"job {job_id}: {status}")
+    if status in ("PENDING", "RUNNING"):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

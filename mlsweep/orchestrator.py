@@ -165,7 +165,7 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             state = self._state(trial)
             state["attempts"] += 1
             state["records"], state["steps"] = [], []
-            progress.update(trials)
+            progress.started(trial.trial_id)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
@@ -185,15 +185,13 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             config = state["config"]
             results.write_trial(run_dir, trial_id(config), sweep_name, config, summary,
                                 state["records"], state["steps"])
-            progress.finished(summary["status"])
+            progress.finished(trial.trial_id, summary["status"])
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._write(trial, None)
-            progress.update(trials)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._write(trial, _error_line(trial))
-            progress.update(trials)
 
     return ResultsWriter()
 

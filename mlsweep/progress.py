@@ -22,7 +22,7 @@ class SweepProgress:
         # With --verbose, Ray's own output interleaves; a rewritten line would garble it.
         self.live = self.stream.isatty() and not quiet_terminal
         self.by_status: Counter[str] = Counter()
-        self.running = 0
+        self.running: set[str] = set()
         self.t0 = time.monotonic()
 
     @property
@@ -38,15 +38,15 @@ class SweepProgress:
             self.stream.write("\n")
             self.stream.flush()
 
-    def update(self, trials: list[Any]) -> None:
-        """Count running trials from Tune's list; redraw the live line."""
-        self.running = sum(1 for t in trials if t.status == "RUNNING")
+    def started(self, key: str) -> None:
+        """A trial (or a retry of it) started."""
+        self.running.add(key)
         if self.live:
             self._emit("\r")
 
-    def finished(self, status: str) -> None:
+    def finished(self, key: str, status: str) -> None:
+        self.running.discard(key)
         self.by_status[status] += 1
-        self.running = max(0, self.running - 1)  # Tune updates the trial's own status later
         self._emit("\r" if self.live else "")
         if not self.live:
             self.stream.write("\n")
@@ -55,9 +55,9 @@ class SweepProgress:
         done = sum(self.by_status.values())
         elapsed = time.monotonic() - self.t0
         eta = elapsed / done * (self.total - done) if done else None
-        pending = max(0, self.total - done - self.running)
+        pending = max(0, self.total - done - len(self.running))
         diverged = f"  diverged {self.by_status['diverged']}" if self.by_status["diverged"] else ""
-        return (f"[{done}/{self.total}] done {self.by_status['completed']}  running {self.running}  "
+        return (f"[{done}/{self.total}] done {self.by_status['completed']}  running {len(self.running)}  "
                 f"pending {pending}  failed {self.by_status['failed']}{diverged}  "
                 f"elapsed {_clock(elapsed)}  eta {_clock(eta) if eta is not None else '-'}")
 

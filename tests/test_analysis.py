@@ -4,7 +4,6 @@ layout; each statistic is checked against scipy / statsmodels called on the same
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -42,19 +41,21 @@ def make_run(run_dir: str, *, losses: Iterable[str] = ("contrastive", "triplet")
     """Trials and epochs tables: value = seed level + loss effect + noise, per epoch.
 
     `status[(loss, seed)]` marks failed / diverged trials (their epochs stop after one);
-    `skip` leaves (loss, seed) trials out entirely; margin-free losses have margin null;
+    `skip` leaves (loss, seed) trials out entirely; margin-free losses have margin and
+    miner null;
     `grid` rounds values to its multiples (0.125 keeps differences exact: ties, zeros).
     """
     rng = np.random.default_rng(rng_seed)
     seed_level = {seed: rng.normal(0, 1) for seed in seeds}
     for dataset in datasets:
         for loss in losses:
-            for margin in [math.nan] if loss in MARGIN_FREE else margins:
+            for margin in [None] if loss in MARGIN_FREE else margins:
                 for seed in seeds:
                     if (loss, seed) in skip:
                         continue
                     config = {"loss": loss, "dataset": dataset, "margin": margin, "seed": seed,
-                              "epochs": epochs, "lr": 1e-3, "loss_params": "{}"}
+                              "miner": None if margin is None else "random", "epochs": epochs,
+                              "lr": 1e-3, "loss_params": "{}"}
                     state = status.get((loss, seed), "completed")
                     values = {m: seed_level[seed] + effect.get(loss, {}).get(m, 0.0)
                               + rng.normal(0, noise, epochs) + np.linspace(0, 0.1, epochs)
@@ -73,7 +74,7 @@ def _write_trial(run_dir: str, trial_id: str, config: dict, values: dict[str, np
         {**ids, **config, "epoch": e + 1, **{m: float(v[e]) for m, v in values.items()}}
         for e in range(n)])
     write_table(run_dir, "trials", trial_id, [
-        {**ids, **config, "status": state, "error": "" if state == "completed" else "boom",
+        {**ids, **config, "status": state, "error": None if state == "completed" else "boom",
          "attempts": 1, "wall_s": 1.0, **{f"final_{m}": float(v[n - 1]) for m, v in values.items()}}])
 
 

@@ -1,0 +1,275 @@
+"""Ray Jobs: send a sweep to a cluster's dashboard, follow it, list and stop jobs.
+
+The folder `mlsweep submit` runs in is uploaded as the job's working directory, so the cluster
+runs the code and sweep files as they are here; the job's entrypoint is `mlsweep launch` on the
+head node, joining the cluster it runs on (`--address auto`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlsweep.errors import UserError
+
+# A closed port fails at once; an address that drops packets would hang for minutes without this.
+CONNECT_TIMEOUT_S = 5.0
+STOP_WAIT_S = 30.0
+# Ray reads the working dir's .gitignore itself; these stay out even when it is told not to.
+EXCLUDES = [".git/", ".venv/", "venv/", "runs/", "data/", "__pycache__/"]
+# Ray's jobs SDK lets these environment variables override an address it is given.
+ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+
+
+@dataclass
+class Submission:
+    job_id: str
+    address: str  # the dashboard's URL
+    run_dir: str  # where results land: a folder on the head node, or a URI
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def dashboard_url(address: str) -> str:
+    """`http://host:8265` from what a person types; Ray Client and GCS addresses are refused,
+    since jobs go through the dashboard's HTTP API."""
+    address = address.strip().rstrip("/")
+    if address == "auto" or address.startswith("ray://"):
+        raise UserError(f"--address {address}: mlsweep submit needs the dashboard's address, "
+                        "e.g. http://127.0.0.1:8265 (after `ray dashboard cluster.yaml`)")
+    return address if "://" in address else f"http://{address}"
+
+
+def auth_headers() -> dict[str, str]:
+    """The cluster's token as an HTTP header, found where Ray looks (RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) even when RAY_AUTH_MODE is not set here: the
+    token belongs to the cluster, not to this machine."""
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.exceptions import AuthenticationError
+
+    loader = AuthenticationTokenLoader.instance()
+    loader.reset_cache()  # the loader caches across calls; the environment may have changed
+    try:
+        return dict(loader.get_token_for_http_header(ignore_auth_mode=True))
+    except AuthenticationError as err:
+        raise UserError(f"cluster token: {err.message}") from None
+
+
+@contextlib.contextmanager
+def _address_env_removed() -> Iterator[None]:
+    """Without RAY_ADDRESS / RAY_API_SERVER_ADDRESS, so the address given is the one used."""
+    saved = {name: os.environ.pop(name) for name in ADDRESS_ENV if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _probe(url: str, headers: dict[str, str]) -> None:
+    """Reach the dashboard within a few seconds, or say why not in one line."""
+    import requests
+
+    try:
+        response = requests.get(f"{url}/api/version", headers=headers, timeout=CONNECT_TIMEOUT_S)
+    except requests.RequestException as err:
+        raise UserError(f"cannot reach the Ray dashboard at {url} ({_root_cause(err)})") from None
+    if response.status_code in (401, 403):
+        raise UserError(f"the Ray dashboard at {url} refused the request (HTTP {response.status_code}): "
+                        "set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token, "
+                        "or put it in ~/.ray/auth_token")
+    if response.status_code != 200:
+        raise UserError(f"{url} does not answer as a Ray dashboard (HTTP {response.status_code} "
+                        "on /api/version)")
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost reason of a connection error, e.g. `Connection refused`."""
+    while err.__context__ is not None or err.__cause__ is not None:
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    text = str(err)
+    return text.split("] ", 1)[-1] if "] " in text else text or type(err).__name__
+
+
+def _ray_messages(verbose: bool) -> None:
+    """Ray's SDK logs each packaging step at INFO; only its errors unless asked for more."""
+    for handler in logging.getLogger("ray").handlers:
+        handler.setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def connect(address: str, verbose: bool = False) -> Any:
+    """A JobSubmissionClient for the dashboard at `address`, with the cluster's token."""
+    from ray.job_submission import JobSubmissionClient
+
+    _ray_messages(verbose)
+    url = dashboard_url(address)
+    headers = auth_headers()
+    _probe(url, headers)
+    with _address_env_removed():
+        try:
+            return JobSubmissionClient(url, headers=headers)
+        except (ConnectionError, RuntimeError) as err:
+            raise UserError(f"cannot use the Ray dashboard at {url} ({err})") from None
+
+
+# --------------------------------------------------------------------------- submitting
+
+
+def submission_id(sweep_name: str, now: datetime | None = None) -> str:
+    """Readable and unique: the sweep, the UTC time, 4 random hex digits."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    return f"mlsweep-{sweep_name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def cluster_storage(storage: str) -> str:
+    """Where the job writes. A relative folder would land in the job's unpacked working dir,
+    which Ray deletes, so it is taken relative to the home folder on the head node instead."""
+    if "://" in storage or storage.startswith(("/", "~")):
+        return storage
+    return f"~/{storage}"
+
+
+def entrypoint(sweep_path: str, storage: str) -> str:
+    """`python -m` imports mlsweep from the uploaded working dir (the job's current folder)
+    first, so the cluster runs this checkout's code; the installed one serves when there is none."""
+    return shlex.join(["python", "-m", "mlsweep.cli", "launch", sweep_path, "--address", "auto",
+                       "--storage", storage])
+
+
+def runtime_env(working_dir: Path, requirements: Path | None = None) -> dict[str, Any]:
+    """The job's environment: this folder's files, and the sweep's extra pip requirements."""
+    env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES),
+                           # Logs reach `--follow` as they are printed, not in 8 KiB blocks.
+                           "env_vars": {"PYTHONUNBUFFERED": "1"}}
+    if requirements is not None:
+        if not requirements.is_file():
+            raise UserError(f"--requirements {requirements}: no such file")
+        env["pip"] = str(requirements.resolve())
+    return env
+
+
+def _relative_sweep_path(sweep_file: Path, working_dir: Path) -> str:
+    try:
+        return sweep_file.resolve().relative_to(working_dir.resolve()).as_posix()
+    except ValueError:
+        raise UserError(f"{sweep_file}: the sweep file must lie inside the folder that is uploaded "
+                        f"({working_dir}); run mlsweep submit from the project folder") from None
+
+
+def submit(sweep_file: Path, address: str, storage: str | None = None, requirements: Path | None = None,
+           working_dir: Path | None = None, verbose: bool = False) -> tuple[Any, Submission]:
+    """Validate the sweep here, then submit it as a Ray Job; returns the client and the job."""
+    from mlsweep import results
+    from mlsweep.spec import load_sweep
+
+    sweep = load_sweep(sweep_file)
+    working_dir = working_dir or Path.cwd()
+    sweep_path = _relative_sweep_path(sweep_file, working_dir)
+    where = cluster_storage(storage or sweep.storage)
+    env = runtime_env(working_dir, requirements)
+    client = connect(address, verbose)
+    job_id = submission_id(sweep.name)
+    try:
+        client.submit_job(entrypoint=entrypoint(sweep_path, where), submission_id=job_id,
+                          runtime_env=env, metadata={"sweep": sweep.name, "storage": where})
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"the cluster did not accept the job: {err}") from None
+    return client, Submission(job_id, dashboard_url(address), results.join(where, sweep.name))
+
+
+def next_steps(job: Submission) -> list[str]:
+    """What to run next: follow, stop, and fetch the results from where they land."""
+    where = f"--address {job.address}"
+    if "://" in job.run_dir:
+        fetch = f"mlsweep analyze {job.run_dir}   (the results are read where they are)"
+    else:
+        fetch = f"ray rsync-down cluster.yaml {shlex.quote(job.run_dir)} runs/   (a folder on the head node)"
+    return [f"follow:  mlsweep logs {job.job_id} {where} --follow",
+            f"stop:    mlsweep stop {job.job_id} {where}",
+            f"results: {fetch}"]
+
+
+# --------------------------------------------------------------------------- following
+
+
+def _exit_code(info: Any) -> int:
+    """0 when the job succeeded; else the sweep's own exit code (2: bad input) where known."""
+    if str(info.status) == "SUCCEEDED":
+        return 0
+    code = getattr(info, "driver_exit_code", None)
+    return code if isinstance(code, int) and code > 0 else 1
+
+
+def follow(client: Any, job_id: str, write: Callable[[str], Any]) -> tuple[str, int]:
+    """Stream the job's logs until it ends; its final status and the exit code it maps to."""
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            write(chunk)
+
+    try:
+        asyncio.run(tail())
+    except RuntimeError as err:
+        raise UserError(f"job {job_id}: {err}") from None
+    info = client.get_job_info(job_id)
+    return str(info.status), _exit_code(info)
+
+
+def logs(address: str, job_id: str, write: Callable[[str], Any], keep_following: bool) -> int:
+    """Print a job's logs (all so far, or streamed until it ends); the exit code of `follow`."""
+    client = connect(address)
+    _job_info(client, job_id)
+    if keep_following:
+        return follow(client, job_id, write)[1]
+    write(client.get_job_logs(job_id))
+    return 0
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _job_info(client: Any, job_id: str) -> Any:
+    try:
+        return client.get_job_info(job_id)
+    except RuntimeError:
+        raise UserError(f"no job {job_id} on the cluster (mlsweep jobs lists them)") from None
+
+
+def _when(ms: int | None) -> str | None:
+    """A job's millisecond timestamp as UTC time."""
+    return None if ms is None else f"{datetime.fromtimestamp(ms / 1000, timezone.utc):%Y-%m-%d %H:%M:%S}"
+
+
+def list_jobs(address: str) -> list[dict[str, Any]]:
+    """Every job the cluster knows, newest first, with the sweep it runs (if it is a sweep)."""
+    jobs = sorted(connect(address).list_jobs(), key=lambda j: j.start_time or 0, reverse=True)
+    return [{"job": j.submission_id or j.job_id, "status": str(j.status),
+             "sweep": (j.metadata or {}).get("sweep"), "started": _when(j.start_time),
+             "ended": _when(j.end_time),
+             "seconds": None if j.start_time is None else
+             round(((j.end_time or datetime.now(timezone.utc).timestamp() * 1000) - j.start_time) / 1000)}
+            for j in jobs]
+
+
+def stop(address: str, job_id: str, wait_s: float = STOP_WAIT_S) -> str:
+    """Ask the job to stop and wait until it has; its status afterwards."""
+    import time
+
+    client = connect(address)
+    _job_info(client, job_id)
+    client.stop_job(job_id)
+    deadline = time.monotonic() + wait_s
+    status = str(client.get_job_status(job_id))
+    while status in ("PENDING", "RUNNING") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = str(client.get_job_status(job_id))
+    return status
