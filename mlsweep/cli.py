@@ -289,8 +289,13 @@ def jobs(address: str = ADDRESS_OPT) -> None:
     """The cluster's jobs, newest first, with the sweep each one runs."""
     from mlsweep import cluster
 
-    print_table(cluster.list_jobs(address), ["job", "status", "sweep", "started", "ended", "seconds"],
-                title=f"jobs on {cluster.dashboard_url(address)}")
+    rows = [{k: _cell(v) for k, v in row.items()} for row in cluster.list_jobs(address)]
+    columns = ["job", "status", "sweep", "started", "seconds"]
+    # Plain aligned columns: a table narrowed to the terminal would cut the ids people copy.
+    widths = {c: max([len(c), *(len(row[c]) for row in rows)]) for c in columns}
+    for row in [dict(zip(columns, columns, strict=True)), *rows]:
+        out.print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), markup=False,
+                  highlight=False)
 
 
 @app.command()

@@ -246,7 +246,7 @@ def _job_info(client: Any, job_id: str) -> Any:
 
 def _when(ms: int | None) -> str | None:
     """A job's millisecond timestamp as UTC time."""
-    return None if ms is None else f"{datetime.fromtimestamp(ms / 1000, timezone.utc):%Y-%m-%d %H:%M:%S}"
+    return None if ms is None else f"{datetime.fromtimestamp(ms / 1000, timezone.utc):%Y-%m-%d %H:%M:%S}Z"
 
 
 def list_jobs(address: str) -> list[dict[str, Any]]:
@@ -254,7 +254,6 @@ def list_jobs(address: str) -> list[dict[str, Any]]:
     jobs = sorted(connect(address).list_jobs(), key=lambda j: j.start_time or 0, reverse=True)
     return [{"job": j.submission_id or j.job_id, "status": str(j.status),
              "sweep": (j.metadata or {}).get("sweep"), "started": _when(j.start_time),
-             "ended": _when(j.end_time),
              "seconds": None if j.start_time is None else
              round(((j.end_time or datetime.now(timezone.utc).timestamp() * 1000) - j.start_time) / 1000)}
             for j in jobs]

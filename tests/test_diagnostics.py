@@ -313,3 +313,23 @@ def test_reporters_give_their_registry_columns() -> None:
         columns |= set(reporter().on_step(StepContext(out.loss, out.terms, emb, nn.Linear(1, 1),
                                                       loss_fn)))
         assert columns == set(registry.DIAGNOSTICS[name])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_at_r_equals_pytorch_metric_learnings_accuracy_calculator(seed: int) -> None:
+    """The shared-kNN implementation against the reference implementation of Musgrave et al."""
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 7, (150,), generator=gen)
+    labels[0] = 99  # a lone query: excluded by both
+    z = torch.nn.functional.normalize(torch.randn(150, 6, generator=gen) + labels[:, None] % 3, dim=1)
+    reference = AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"), k="max_bin_count",
+        device=torch.device("cpu"), knn_func=CustomKNN(LpDistance())).get_accuracy(z, labels)
+    got = retrieval_metrics(z, labels)
+    assert got["precision_at_1"] == pytest.approx(reference["precision_at_1"], abs=1e-9)
+    assert got["r_precision"] == pytest.approx(reference["r_precision"], abs=1e-9)
+    assert got["map_at_r"] == pytest.approx(reference["mean_average_precision_at_r"], abs=1e-9)
