@@ -220,3 +220,10 @@ def test_train_runs_one_trial_and_writes_its_tables(tmp_path: Path) -> None:
     assert "epoch   2" in result.stdout and "map_at_r" in result.stdout
     assert "status: completed" in result.stdout
     assert len(read_results(str(tmp_path), "epochs")) == 2
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_is_valid(path: Path) -> None:
+    result = plan(path, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["totals"]["trials"] > 0
