@@ -290,6 +290,9 @@ def jobs(address: str = ADDRESS_OPT) -> None:
     from mlsweep import cluster
 
     rows = [{k: _cell(v) for k, v in row.items()} for row in cluster.list_jobs(address)]
+    if not rows:
+        out.print(f"no jobs on {cluster.dashboard_url(address)}")
+        return
     columns = ["job", "status", "sweep", "started", "seconds"]
     # Plain aligned columns: a table narrowed to the terminal would cut the ids people copy.
     widths = {c: max([len(c), *(len(row[c]) for row in rows)]) for c in columns}

@@ -83,10 +83,12 @@ def _probe(url: str, headers: dict[str, str]) -> None:
         response = requests.get(f"{url}/api/version", headers=headers, timeout=CONNECT_TIMEOUT_S)
     except requests.RequestException as err:
         raise UserError(f"cannot reach the Ray dashboard at {url} ({_root_cause(err)})") from None
-    if response.status_code in (401, 403):
-        raise UserError(f"the Ray dashboard at {url} refused the request (HTTP {response.status_code}): "
-                        "set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token, "
-                        "or put it in ~/.ray/auth_token")
+    if response.status_code == 401:
+        raise UserError(f"the Ray dashboard at {url} requires the cluster's token: set RAY_AUTH_TOKEN "
+                        "or RAY_AUTH_TOKEN_PATH, or put it in ~/.ray/auth_token")
+    if response.status_code == 403:
+        raise UserError(f"the Ray dashboard at {url} rejected the token sent, which is not the "
+                        "cluster's (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
     if response.status_code != 200:
         raise UserError(f"{url} does not answer as a Ray dashboard (HTTP {response.status_code} "
                         "on /api/version)")

@@ -11,11 +11,12 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -97,24 +98,56 @@ def write_table(run_dir: str, table: str, trial_id: str, rows: Sequence[Mapping[
                  lambda stream: pq.write_table(arrow, stream))
 
 
-def read_results(run_dir: str, table: str) -> pd.DataFrame:
-    """One table of a run folder as a pandas DataFrame (empty when nothing is written yet)."""
+def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One table of a run folder as a pandas DataFrame (empty when nothing is written yet).
+
+    `columns` limits what is returned. Reading thousands of small files costs about a
+    millisecond each, so the merged table is kept in `<run_dir>/.cache/<table>.parquet` with the
+    name, size and time of every file it holds; a later read loads it and reads only the files
+    added or rewritten since.
+    """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
     fs, base = filesystem(run_dir)
     folder = join(base, "results", table)
-    info = fs.get_file_info(folder)
-    if info.type != pafs.FileType.Directory:
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
         return pd.DataFrame()
-    files = [
-        f.path for f in fs.get_file_info(pafs.FileSelector(folder))
-        if f.is_file and f.base_name.endswith(".parquet") and not f.base_name.startswith(".")
-    ]
+    files = {f.base_name: f"{f.size}:{f.mtime_ns}" for f in fs.get_file_info(pafs.FileSelector(folder))
+             if f.is_file and f.base_name.endswith(".parquet") and not f.base_name.startswith(".")}
     if not files:
         return pd.DataFrame()
-    # Trials differ in columns (a margin-free loss has no `margin`) and in null-only columns
-    # (no error), so the files' schemas are unified rather than taken from the first file.
-    schema = pa.unify_schemas([pq.read_schema(f, filesystem=fs) for f in files],
-                              promote_options="permissive")
-    dataset = ds.dataset(files, schema=schema, filesystem=fs, format="parquet")
-    return dataset.to_table().to_pandas()
+    merged = _merged(fs, join(base, ".cache", f"{table}.parquet"), folder, files)
+    frame = merged.to_pandas()
+    return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
+
+
+_FILES_KEY = b"mlsweep.files"
+
+
+def _merged(fs: pafs.FileSystem, cache: str, folder: str, files: dict[str, str]) -> pa.Table:
+    """The union of `files`, from the cache plus the files it lacks; the cache is refreshed."""
+    cached, covered = None, {}
+    if fs.get_file_info(cache).is_file:
+        with fs.open_input_file(cache) as stream:
+            cached = pq.read_table(stream)
+        covered = json.loads((cached.schema.metadata or {}).get(_FILES_KEY, b"{}"))
+    fresh = sorted(name for name, stamp in files.items() if covered.get(name) != stamp)
+    if cached is not None and not fresh and covered.keys() == files.keys():
+        return cached
+    parts = []
+    if cached is not None:
+        keep = [name.removesuffix(".parquet") for name in files if name not in fresh]
+        parts.append(cached.filter(pc.is_in(cached["trial_id"], pa.array(keep, pa.string()))))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        parts += pool.map(lambda name: _read_file(fs, join(folder, name)), fresh)
+    # Trials differ in columns (a margin-free loss has no `margin`) and in null-only columns.
+    merged = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+    merged = merged.replace_schema_metadata({_FILES_KEY: json.dumps(files).encode()})
+    with contextlib.suppress(OSError):  # a read-only run folder still reads, only slower
+        write_atomic(fs, cache, lambda stream: pq.write_table(merged, stream))
+    return merged
+
+
+def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
+    with fs.open_input_file(path) as stream:
+        return pq.read_table(stream)

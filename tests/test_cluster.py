@@ -1,0 +1,355 @@
+"""Ray Jobs (`mlsweep submit / logs / jobs / stop`) against a real Ray cluster on loopback, the
+multi-node storage refusal, and cluster.yaml against Ray's own cluster-config validation.
+
+One head node for the module: `ray start --head --block`, 2 CPUs, dashboard on 127.0.0.1,
+token authentication on (as cluster.yaml sets it up). Other people's Ray instances on this
+machine are left alone:
+- the head has its own --temp-dir, so its address file is not the one a plain `ray.init()` or
+  `--address auto` elsewhere picks up, and every port it opens is a free one;
+- it is never stopped with `ray stop`, which kills every Ray process on the machine. Each
+  `ray start --block` process gets SIGTERM, on which it stops the services it started; any
+  process of its tree (recorded before, checked by start time) still alive then gets SIGKILL.
+  Finalizers do this, so a failing test stops its cluster too.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from conftest import ROOT
+
+from mlsweep import cluster, read_results
+from mlsweep.errors import UserError
+
+BIN = Path(sys.executable).parent
+CLI = [sys.executable, "-m", "mlsweep.cli"]
+SMOKE = "sweeps/smoke.yaml"
+SUBMISSION_ID = re.compile(r"mlsweep-smoke-\d{8}-\d{6}-[0-9a-f]{4}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _tree(root: int) -> dict[int, str]:
+    """The process `root` and all its descendants, each with its start time."""
+    table = _process_table()
+    found, frontier = {root: table.get(root, (0, ""))[1]}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, started) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = started
+                frontier.append(pid)
+    return found
+
+
+def _stop_ray(process: subprocess.Popen) -> None:
+    """Stop one `ray start --block` and everything it started, and nothing else."""
+    try:
+        tree = _tree(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    time.sleep(1)
+    table = _process_table()
+    for pid, started in tree.items():
+        if pid in table and table[pid][1] == started:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`ray start --block` with its own ports, in its own session (a Ctrl-C of pytest is not
+    sent to it; the finalizer stops it)."""
+    ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+             "--metrics-export-port"]
+    command = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *args,
+               *[part for flag in ports for part in (flag, str(_free_port()))]]
+    with log.open("w") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+@dataclass
+class Head:
+    url: str  # the dashboard
+    gcs: str  # host:port of the cluster
+    env: dict[str, str]  # for commands talking to it: its token, this venv first on PATH
+    folder: Path
+
+    def nodes(self) -> int:
+        response = requests.get(f"{self.url}/nodes?view=summary", timeout=5,
+                                headers={"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"})
+        return sum(n["raylet"]["state"] == "ALIVE" for n in response.json()["data"]["summary"])
+
+
+def _wait(condition, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"ray start ended:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"Ray did not come up in {timeout}s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def _answers(url: str, token: str) -> bool:
+    try:
+        return requests.get(f"{url}/api/version", headers={"Authorization": f"Bearer {token}"},
+                            timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[Head]:
+    # Short: Ray's socket paths under it must stay within the 107 characters AF_UNIX allows.
+    folder = Path(tempfile.mkdtemp(prefix="mlsw-", dir="/tmp"))
+    token = secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if k not in cluster.ADDRESS_ENV}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    log = folder / "head.log"
+    process = _ray_start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
+                          "--num-cpus", "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                          "--dashboard-port", str(dashboard_port), "--ray-client-server-port",
+                          str(_free_port()), "--temp-dir", str(folder)], env, log)
+    try:
+        url = f"http://127.0.0.1:{dashboard_port}"
+        _wait(lambda: _answers(url, token), process, log)
+        yield Head(url, f"127.0.0.1:{gcs_port}", env, folder)
+    finally:
+        _stop_ray(process)
+
+
+def mlsweep(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The single `error: ...` line a refused command prints, with exit code 2."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    return done.stderr.strip()
+
+
+# --------------------------------------------------------------------------- cluster.yaml
+
+
+def _alternatives(text: str) -> dict[str, dict]:
+    """The commented provider blocks (`# ---- gcp ----` ... `# ---- end gcp ----`), uncommented."""
+    blocks = re.findall(r"^# ---- (\w+) ----\n(.*?)^# ---- end \1 ----", text, re.S | re.M)
+    return {name: yaml.safe_load("\n".join(line[2:] for line in body.splitlines()))
+            for name, body in blocks}
+
+
+def test_cluster_yaml_passes_rays_validation() -> None:
+    """What `ray up` checks before it touches a cloud: defaults merged, then the JSON schema."""
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = (ROOT / "cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    validate_config(prepare_config(copy.deepcopy(config)))
+    alternatives = _alternatives(text)
+    assert sorted(alternatives) == ["gcp", "local"]
+    gcp = {**config, **alternatives["gcp"]}
+    local = {k: v for k, v in {**config, **alternatives["local"]}.items()
+             if k not in ("available_node_types", "head_node_type")}  # as its comment says
+    for variant in (gcp, local):
+        validate_config(prepare_config(copy.deepcopy(variant)))
+    with pytest.raises(jsonschema.ValidationError):  # the validation is not a formality
+        validate_config(prepare_config({**copy.deepcopy(config), "max_worker": 3}))
+
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in text
+    workers = config["available_node_types"]["gpu_worker"]
+    assert workers["min_workers"] == 0 < workers["max_workers"]  # autoscaling GPU workers
+    assert config["head_node_type"] == "head"
+    assert config["file_mounts"] == {"~/mlsweep": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
+    setup = " ".join(config["setup_commands"])
+    assert "-e ~/mlsweep" in setup and "RAY_AUTH_MODE=token" in setup
+
+
+# --------------------------------------------------------------------------- pieces, no cluster
+
+
+@pytest.fixture
+def token_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No token anywhere to begin with; the token loader's cache is reset afterwards."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    yield tmp_path
+    monkeypatch.undo()
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def test_auth_header_comes_from_env_var_token_file_or_default_file(
+        token_sources: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cluster.auth_headers() == {}
+    default = token_sources / ".ray" / "auth_token"
+    default.parent.mkdir()
+    default.write_text("from-home\n")
+    assert cluster.auth_headers() == {"authorization": "Bearer from-home"}
+    path = token_sources / "token"
+    path.write_text("from-path")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+    assert cluster.auth_headers() == {"authorization": "Bearer from-path"}
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
+    assert cluster.auth_headers() == {"authorization": "Bearer from-env"}  # RAY_AUTH_MODE is "disabled" here
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_sources / "missing"))
+    with pytest.raises(UserError, match="RAY_AUTH_TOKEN_PATH"):
+        cluster.auth_headers()
+
+
+def test_job_pieces() -> None:
+    assert SUBMISSION_ID.fullmatch(cluster.submission_id("smoke"))
+    assert cluster.submission_id("smoke") != cluster.submission_id("smoke")
+    assert cluster.dashboard_url("head:8265/") == "http://head:8265"
+    for address in ("auto", "ray://head:10001"):
+        with pytest.raises(UserError, match="dashboard"):
+            cluster.dashboard_url(address)
+    # A relative folder would land in the job's working dir, which Ray deletes.
+    assert cluster.cluster_storage("runs") == "~/runs"
+    assert [cluster.cluster_storage(s) for s in ("/nfs/runs", "~/runs", "s3://b/p")] == \
+        ["/nfs/runs", "~/runs", "s3://b/p"]
+    assert cluster.entrypoint("sweeps/a b.yaml", "~/runs") == \
+        "python -m mlsweep.cli launch 'sweeps/a b.yaml' --address auto --storage '~/runs'"
+    env = cluster.runtime_env(ROOT, ROOT / "pyproject.toml")
+    assert env["working_dir"] == str(ROOT) and {".git/", ".venv/", "runs/"} <= set(env["excludes"])
+    assert env["pip"] == str(ROOT / "pyproject.toml")
+    with pytest.raises(UserError, match="no such file"):
+        cluster.runtime_env(ROOT, ROOT / "missing.txt")
+
+
+def test_follow_exits_with_the_jobs_outcome() -> None:
+    """0 when it succeeded, the sweep's own code where known (2: refused input), else 1."""
+    from types import SimpleNamespace as Info
+
+    assert cluster._exit_code(Info(status="SUCCEEDED", driver_exit_code=0)) == 0
+    assert cluster._exit_code(Info(status="FAILED", driver_exit_code=2)) == 2
+    assert cluster._exit_code(Info(status="FAILED", driver_exit_code=None)) == 1
+    assert cluster._exit_code(Info(status="STOPPED", driver_exit_code=-15)) == 1
+
+
+def test_sweep_outside_the_uploaded_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "sweep.yaml"
+    outside.write_text((ROOT / SMOKE).read_text())
+    with pytest.raises(UserError, match="inside the folder that is uploaded"):
+        cluster.submit(outside, "http://127.0.0.1:1", working_dir=ROOT)
+
+
+def test_wrong_address_fails_fast_with_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in cluster.ADDRESS_ENV}
+    url = f"http://127.0.0.1:{_free_port()}"
+    for args in (["submit", SMOKE], ["jobs"]):
+        t0 = time.monotonic()
+        line = one_error_line(mlsweep(*args, "--address", url, env=env, timeout=60))
+        assert time.monotonic() - t0 < 15
+        assert line == f"error: cannot reach the Ray dashboard at {url} (Connection refused)"
+
+
+# --------------------------------------------------------------------------- on the cluster
+
+
+def test_missing_or_wrong_token_is_refused(head: Head, tmp_path: Path) -> None:
+    no_token = {k: v for k, v in head.env.items() if k != "RAY_AUTH_TOKEN"}
+    no_token["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    assert "requires the cluster's token" in one_error_line(mlsweep("jobs", "--address", head.url,
+                                                                    env=no_token))
+    wrong = {**head.env, "RAY_AUTH_TOKEN": "not-the-token"}
+    assert "rejected the token" in one_error_line(mlsweep("jobs", "--address", head.url, env=wrong))
+
+
+def test_submit_follow_runs_the_sweep_and_its_results_read_back(head: Head, tmp_path: Path) -> None:
+    """A one-node cluster with a local storage folder is fine: the sweep runs to the end."""
+    done = mlsweep("submit", SMOKE, "--address", head.url, "--storage", str(tmp_path), "--follow",
+                   env=head.env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    job_id = SUBMISSION_ID.search(done.stdout).group()
+    assert f"submitted {job_id} to {head.url}" in done.stdout
+    assert f"mlsweep stop {job_id} --address {head.url}" in done.stdout  # how to stop, follow, fetch
+    assert f"mlsweep logs {job_id} --address {head.url} --follow" in done.stdout
+    assert f"{tmp_path}/smoke" in done.stdout
+    assert "launch sweeps/smoke.yaml --address auto" in done.stdout  # the job's log, streamed
+    assert done.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
+
+    trials = read_results(str(tmp_path / "smoke"), "trials")
+    assert len(trials) == 4 and (trials["status"] == "completed").all()
+    assert len(read_results(str(tmp_path / "smoke"), "epochs")) == 4 * 2
+    listed = mlsweep("jobs", "--address", head.url, env=head.env)
+    assert re.search(rf"^{job_id}\s+SUCCEEDED\s+smoke\s", listed.stdout, re.M), listed.stdout
+
+
+def test_stop_a_running_job(head: Head, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    submitted = mlsweep("submit", SMOKE, "--address", head.url, "--storage", str(tmp_path), env=head.env)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = SUBMISSION_ID.search(submitted.stdout).group()
+    monkeypatch.setenv("RAY_AUTH_TOKEN", head.env["RAY_AUTH_TOKEN"])
+    client = cluster.connect(head.url)
+    deadline = time.monotonic() + 60
+    while str(client.get_job_status(job_id)) == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert str(client.get_job_status(job_id)) == "RUNNING"
+    stopped = mlsweep("stop", job_id, "--address", head.url, env=head.env)
+    assert stopped.returncode == 0 and f"job {job_id}: STOPPED" in stopped.stdout, stopped.stderr
+    assert str(client.get_job_status(job_id)) == "STOPPED"
+    followed = mlsweep("logs", job_id, "--address", head.url, "--follow", env=head.env)
+    assert followed.returncode == 1 and f"Running entrypoint for job {job_id}" in followed.stdout
+    assert "no job nope" in one_error_line(mlsweep("stop", "nope", "--address", head.url, env=head.env))
+
+
+def test_local_storage_on_several_nodes_is_refused(head: Head, tmp_path: Path) -> None:
+    """A second node joins (`ray start --address`): launch refuses a local folder."""
+    log = head.folder / "worker.log"
+    worker = _ray_start(["--address", head.gcs, "--node-ip-address", "127.0.0.1", "--num-cpus", "1"],
+                        head.env, log)
+    try:
+        _wait(lambda: head.nodes() == 2, worker, log)
+        launched = mlsweep("launch", SMOKE, "--address", head.gcs, "--storage", str(tmp_path / "a"),
+                           env=head.env)
+        line = one_error_line(launched)
+        assert "2 nodes" in line and "NFS" in line and "s3://" in line
+        assert not (tmp_path / "a" / "smoke" / "results").exists()
+    finally:
+        _stop_ray(worker)
