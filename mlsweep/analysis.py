@@ -217,12 +217,14 @@ def _usable_claims(claims: list[Claim], metrics: list[str],
 
 def _design(config: pd.DataFrame) -> _Design:
     """Factors are the config columns that vary, except those fixed by the loss (a margin only
-    triplet uses, a loss's own parameters): those describe the loss rather than a condition."""
-    varying = [c for c in config.columns if c not in _NOT_FACTORS and c != "loss"
+    triplet uses, a loss's own parameters) or by the data set (its default model, its own
+    parameters): those describe the loss or the data set rather than a condition."""
+    varying = [c for c in config.columns if c not in _NOT_FACTORS and c not in ("loss", "dataset")
                and config[c].nunique(dropna=False) > 1]
-    per_loss = config.groupby("loss")[varying].nunique(dropna=False).max()
+    fixed_by = [config.groupby(key)[varying].nunique(dropna=False).max()
+                for key in ("loss", "dataset") if key in config]
     blocks = [c for c in config.columns
-              if c == "dataset" or (c in varying and per_loss[c] > 1)]
+              if c == "dataset" or (c in varying and all(counts[c] > 1 for counts in fixed_by))]
     return _Design(cells=[*blocks, "loss"], blocks=blocks)
 
 

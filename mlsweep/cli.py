@@ -252,8 +252,11 @@ def submit(
                                              "beyond mlsweep's own dependencies."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's packaging and upload messages."),
 ) -> None:
-    """Run a sweep on a Ray cluster as a Ray Job: this folder (minus .gitignore'd files) is
-    uploaded and `mlsweep launch` runs on the head node."""
+    """Run a sweep on a Ray cluster as a Ray Job, from this folder's code and sweep files.
+
+    The folder is uploaded (minus what .gitignore lists, .venv, runs and data) and
+    `mlsweep launch` runs on the head node.
+    """
     from mlsweep import cluster
 
     client, job = cluster.submit(sweep_file, address, storage, requirements, verbose=verbose)
@@ -314,6 +317,33 @@ def stop(
     out.print(f"job {job_id}: {status}")
     if status in ("PENDING", "RUNNING"):
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def analyze(
+    run_dir: str = typer.Argument(..., help="A run folder (<storage>/<name>), local or s3://."),
+    metric: list[str] = typer.Option([], "--metric", "-m",
+                                     help="Metrics to test (repeatable; default: all epoch metrics)."),
+    alpha: float = typer.Option(0.05, help="Significance level, after Holm correction."),
+    claims: str | None = typer.Option(None, help="`paper` or a YAML file of claims "
+                                      "(default: the sweep's `claims:`, else paper)."),
+    format: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Seed-paired significance tests between losses, and verdicts on named claims.
+
+    Writes analysis/{summary,tests,ranks,claims}.parquet in the run folder.
+    """
+    from mlsweep.analysis import analyze as run_analysis
+    from mlsweep.analysis import format_result, result_json
+
+    if format not in ("table", "json"):
+        raise UserError(f"--format: {format!r} is not a format; known: table, json")
+    result = run_analysis(run_dir, metrics=metric or None, alpha=alpha, claims=claims)
+    if format == "json":
+        sys.stdout.write(json.dumps(result_json(result), indent=2) + "\n")
+    else:
+        out.print(format_result(result), markup=False, highlight=False)
 
 
 def main() -> None:

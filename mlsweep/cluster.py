@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shlex
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,8 +25,9 @@ from mlsweep.errors import UserError
 # A closed port fails at once; an address that drops packets would hang for minutes without this.
 CONNECT_TIMEOUT_S = 5.0
 STOP_WAIT_S = 30.0
-# Ray reads the working dir's .gitignore itself; these stay out even when it is told not to.
-EXCLUDES = [".git/", ".venv/", "venv/", "runs/", "data/", "__pycache__/"]
+# Ray reads the working dir's .gitignore itself; these stay out even when it is told not to
+# (gitignore patterns: a leading / anchors at the top of the folder).
+EXCLUDES = [".git/", ".venv/", "venv/", "__pycache__/", "/runs/", "/data/"]
 # Ray's jobs SDK lets these environment variables override an address it is given.
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 
@@ -203,7 +205,7 @@ def next_steps(job: Submission) -> list[str]:
 # --------------------------------------------------------------------------- following
 
 
-def _exit_code(info: Any) -> int:
+def exit_code(info: Any) -> int:
     """0 when the job succeeded; else the sweep's own exit code (2: bad input) where known."""
     if str(info.status) == "SUCCEEDED":
         return 0
@@ -223,13 +225,13 @@ def follow(client: Any, job_id: str, write: Callable[[str], Any]) -> tuple[str, 
     except RuntimeError as err:
         raise UserError(f"job {job_id}: {err}") from None
     info = client.get_job_info(job_id)
-    return str(info.status), _exit_code(info)
+    return str(info.status), exit_code(info)
 
 
 def logs(address: str, job_id: str, write: Callable[[str], Any], keep_following: bool) -> int:
     """Print a job's logs (all so far, or streamed until it ends); the exit code of `follow`."""
     client = connect(address)
-    _job_info(client, job_id)
+    _require_job(client, job_id)
     if keep_following:
         return follow(client, job_id, write)[1]
     write(client.get_job_logs(job_id))
@@ -239,9 +241,9 @@ def logs(address: str, job_id: str, write: Callable[[str], Any], keep_following:
 # --------------------------------------------------------------------------- jobs
 
 
-def _job_info(client: Any, job_id: str) -> Any:
+def _require_job(client: Any, job_id: str) -> None:
     try:
-        return client.get_job_info(job_id)
+        client.get_job_info(job_id)
     except RuntimeError:
         raise UserError(f"no job {job_id} on the cluster (mlsweep jobs lists them)") from None
 
@@ -251,22 +253,25 @@ def _when(ms: int | None) -> str | None:
     return None if ms is None else f"{datetime.fromtimestamp(ms / 1000, timezone.utc):%Y-%m-%d %H:%M:%S}Z"
 
 
+def _seconds(job: Any) -> int | None:
+    """How long a job ran, or has been running."""
+    if job.start_time is None:
+        return None
+    return round(((job.end_time or time.time() * 1000) - job.start_time) / 1000)
+
+
 def list_jobs(address: str) -> list[dict[str, Any]]:
     """Every job the cluster knows, newest first, with the sweep it runs (if it is a sweep)."""
     jobs = sorted(connect(address).list_jobs(), key=lambda j: j.start_time or 0, reverse=True)
     return [{"job": j.submission_id or j.job_id, "status": str(j.status),
              "sweep": (j.metadata or {}).get("sweep"), "started": _when(j.start_time),
-             "seconds": None if j.start_time is None else
-             round(((j.end_time or datetime.now(timezone.utc).timestamp() * 1000) - j.start_time) / 1000)}
-            for j in jobs]
+             "seconds": _seconds(j)} for j in jobs]
 
 
 def stop(address: str, job_id: str, wait_s: float = STOP_WAIT_S) -> str:
     """Ask the job to stop and wait until it has; its status afterwards."""
-    import time
-
     client = connect(address)
-    _job_info(client, job_id)
+    _require_job(client, job_id)
     client.stop_job(job_id)
     deadline = time.monotonic() + wait_s
     status = str(client.get_job_status(job_id))

@@ -225,9 +225,10 @@ def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
         swatches = " ".join(f'<span class="loss" style="--c:{color}">{html.escape(loss)}</span>'
                             for loss, color in charts.loss_colors(design.losses).items())
         datasets = ", ".join(sorted(trials["dataset"].dropna().unique()))
-        settings = ", ".join(design.settings) if design.factors else "one per data set"
+        factors = "".join(f" · {f} " + ", ".join(_value(v) for v in sorted(trials[f].dropna().unique()))
+                          for f in design.factors)
         cards["Design"] = (f"losses {swatches}<br>" + html.escape(
-            f"data sets {datasets} · settings {settings} · {trials['seed'].nunique()} seeds"))
+            f"data sets {datasets}{factors} · {trials['seed'].nunique()} seeds"))
     if claims is not None and not claims.empty:
         tally = claims["verdict"].value_counts()
         cards["Claims"] = " · ".join(f'<span class="verdict {v}">{tally.get(v, 0)} {v}</span>'
@@ -410,37 +411,30 @@ def _table(header: list[str], rows: list[list[str]], css: str) -> str:
 
 
 def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
-    """The chart's Vega-Lite spec, numbers in its data rounded to 4 significant digits (what the
-    tooltips show), NaN as null: a smaller page with nothing a reader can see lost."""
+    """The chart's Vega-Lite spec with its data inline, however many rows (they are aggregates)."""
     with alt.data_transformers.enable("default", max_rows=None):
-        spec = chart.to_dict()
-    for name, rows in spec.get("datasets", {}).items():
-        spec["datasets"][name] = [{k: _round(v) for k, v in row.items()} for row in rows]
-    return spec
-
-
-def _round(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if not math.isfinite(value) else float(f"{value:.4g}")
-    return value
+        return chart.to_dict()
 
 
 def _packed(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec with each inline dataset stored column-wise and its strings as indices into a
-    list of levels: Vega's row objects repeat every key and label on every row, which made the
-    page of a 1,000-trial sweep three times larger. The page unpacks them before embedding."""
+    """The spec for the page: each inline dataset column-wise, strings as indices into a list
+    of levels, numbers to 4 significant digits (what the tooltips show). Vega's row objects
+    repeat every key and label on every row, which made the page of a 1,000-trial sweep three
+    times larger. The page's script unpacks the rows before embedding."""
     datasets = {}
     for name, rows in spec.get("datasets", {}).items():
         frame = pd.DataFrame.from_records(rows)
         columns, levels = [], {}
         for field_name in frame.columns:
-            values = frame[field_name].astype(object)
-            if any(isinstance(v, str) for v in values):
+            values = frame[field_name]
+            if pd.api.types.is_float_dtype(values):  # None became NaN in from_records
+                columns.append([float(f"{v:.4g}") if math.isfinite(v) else None for v in values])
+            elif any(isinstance(v, str) for v in values):
                 codes, uniques = pd.factorize(values)
                 columns.append([None if code < 0 else int(code) for code in codes])
                 levels[field_name] = list(uniques)
             else:
-                columns.append([None if pd.isna(v) else v for v in values])  # from_records: None -> NaN
+                columns.append([None if pd.isna(v) else v for v in values.tolist()])
         datasets[name] = {"fields": list(frame.columns), "columns": columns, "levels": levels}
     return {**spec, "datasets": datasets}
 

@@ -104,7 +104,7 @@ def pvalue_chart(frame: pd.DataFrame, metrics: Sequence[str], blocks: Sequence[s
     rect = base.mark_rect().encode(
         color=alt.Color("p_shown:Q", title="Holm p",
                         scale=alt.Scale(type="log", domain=[1e-6, 1], scheme="blues", reverse=True,
-                                        clamp=True), legend=alt.Legend(format="~g")),
+                                        clamp=True)),
         tooltip=_tooltip([("pair", "N"), ("block", "N"), ("metric", "N"), ("p_holm", "Q"),
                           ("t_p", "Q"), ("w_p", "Q"), ("mean_diff", "Q"), ("ci_low", "Q"),
                           ("ci_high", "Q"), ("d_z", "Q"), ("n_pairs", "Q"), ("better", "N"),

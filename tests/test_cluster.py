@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,20 +257,38 @@ def test_job_pieces() -> None:
     assert cluster.entrypoint("sweeps/a b.yaml", "~/runs") == \
         "python -m mlsweep.cli launch 'sweeps/a b.yaml' --address auto --storage '~/runs'"
     env = cluster.runtime_env(ROOT, ROOT / "pyproject.toml")
-    assert env["working_dir"] == str(ROOT) and {".git/", ".venv/", "runs/"} <= set(env["excludes"])
-    assert env["pip"] == str(ROOT / "pyproject.toml")
+    assert env["working_dir"] == str(ROOT) and env["pip"] == str(ROOT / "pyproject.toml")
     with pytest.raises(UserError, match="no such file"):
         cluster.runtime_env(ROOT, ROOT / "missing.txt")
+
+
+def test_upload_leaves_out_gitignored_files_and_local_folders(tmp_path: Path) -> None:
+    """Packed by Ray's own packer, as `submit` uploads it."""
+    from ray._private.runtime_env.packaging import create_package
+
+    project = tmp_path / "project"
+    kept = ["mlsweep/cli.py", "mlsweep/data/loaders.py", "sweeps/smoke.yaml", ".gitignore"]
+    left_out = ["notes.secret", "runs/smoke/results/trials/a.parquet", "data/cifar/batch.bin",
+                ".venv/bin/python", ".git/HEAD", "mlsweep/__pycache__/cli.pyc"]
+    for name in kept + left_out:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("x")
+    (project / ".gitignore").write_text("*.secret\n")
+    package = tmp_path / "package.zip"
+    create_package(str(project), package, include_gitignore=True,
+                   excludes=cluster.runtime_env(project)["excludes"])
+    files = {n for n in zipfile.ZipFile(package).namelist() if not n.endswith("/")}
+    assert files == set(kept)
 
 
 def test_follow_exits_with_the_jobs_outcome() -> None:
     """0 when it succeeded, the sweep's own code where known (2: refused input), else 1."""
     from types import SimpleNamespace as Info
 
-    assert cluster._exit_code(Info(status="SUCCEEDED", driver_exit_code=0)) == 0
-    assert cluster._exit_code(Info(status="FAILED", driver_exit_code=2)) == 2
-    assert cluster._exit_code(Info(status="FAILED", driver_exit_code=None)) == 1
-    assert cluster._exit_code(Info(status="STOPPED", driver_exit_code=-15)) == 1
+    assert cluster.exit_code(Info(status="SUCCEEDED", driver_exit_code=0)) == 0
+    assert cluster.exit_code(Info(status="FAILED", driver_exit_code=2)) == 2
+    assert cluster.exit_code(Info(status="FAILED", driver_exit_code=None)) == 1
+    assert cluster.exit_code(Info(status="STOPPED", driver_exit_code=-15)) == 1
 
 
 def test_sweep_outside_the_uploaded_folder_is_refused(tmp_path: Path) -> None:

@@ -203,3 +203,23 @@ def test_cli_launch_prints_summary_and_status(tmp_path: Path) -> None:
     missing = subprocess.run([*cmd, "status", str(tmp_path / "nope")], env=env, capture_output=True,
                              text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+
+
+def test_analyze_the_smoke_sweeps_real_results(smoke_run, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlsweep.cli import app
+
+    _, storage, _ = smoke_run
+    run_dir = storage / "smoke"
+    result = CliRunner().invoke(app, ["analyze", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "analysed 4 of 4 trials" in result.stdout
+    assert "triplet intra_var_mean > contrastive (final)" in result.stdout
+    claims = pd.read_parquet(run_dir / "analysis" / "claims.parquet")
+    assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+    assert (claims["n_pairs"] == 2).all()  # two seeds, paired
+    tests = pd.read_parquet(run_dir / "analysis" / "tests.parquet")
+    assert tests["note"].str.contains("cannot reach").all()  # 2 pairs: Wilcoxon can't reach 0.05
+    empty = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    assert empty.exit_code == 2 and "no results" in empty.stderr
