@@ -22,7 +22,11 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/mlsweep plan sweeps/quickstart.yaml
+	$(BIN)/mlsweep plan sweeps/quickstart.yaml | tail -n 1
+	RAY_AUTH_MODE=disabled $(BIN)/mlsweep launch sweeps/quickstart.yaml --storage runs
+	$(BIN)/mlsweep analyze $(RUN)
+	$(BIN)/mlsweep report $(RUN)
+	@echo "open $(RUN)/report.html"
 
 test: install
 	RAY_AUTH_MODE=disabled $(BIN)/pytest
@@ -32,6 +36,17 @@ lint: install
 
 bench: install
 	RAY_AUTH_MODE=disabled $(PY) -m bench
+
+# The CPU-feasible parts of the reproduction study (analysis/README.md), from scratch.
+STUDIES ?= paper-synthetic paper-digits seven-losses
+study: install
+	for s in $(STUDIES); do \
+	  rm -rf runs/$$s analysis/$$s && mkdir -p analysis/$$s && \
+	  RAY_AUTH_MODE=disabled $(BIN)/mlsweep launch sweeps/$$s.yaml --storage runs && \
+	  $(BIN)/mlsweep analyze runs/$$s > analysis/$$s/analyze.txt && \
+	  $(BIN)/mlsweep report runs/$$s --out analysis/$$s/report.html --png analysis/$$s/figures && \
+	  cp runs/$$s/analysis/*.parquet analysis/$$s/ || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -346,6 +346,26 @@ def analyze(
         out.print(format_result(result), markup=False, highlight=False)
 
 
+@app.command()
+@user_errors
+def report(
+    run_dir: str = typer.Argument(..., help="A run folder (<storage>/<name>), local or s3://."),
+    out_file: str | None = typer.Option(None, "--out", help="The HTML file (default: RUN_DIR/report.html)."),
+    png: str | None = typer.Option(None, "--png", help="Also export each chart as PNG into this folder."),
+) -> None:
+    """One self-contained HTML report that works offline; runs `analyze` first when its tables
+    are missing or older than the results."""
+    from mlsweep.report import build_report
+
+    result = build_report(run_dir, out_file, png)
+    ran = " (ran analyze first)" if result.analyzed else ""
+    out.print(f"wrote {result.path}: {result.n_charts} charts, {result.size / 1e6:.1f} MB{ran}",
+              markup=False, highlight=False)
+    for path in result.pngs:
+        out.print(f"  {path}", markup=False, highlight=False)
+
+
+
 def main() -> None:
     app()
 

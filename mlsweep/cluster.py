@@ -206,11 +206,12 @@ def next_steps(job: Submission) -> list[str]:
 
 
 def exit_code(info: Any) -> int:
-    """0 when the job succeeded; else the sweep's own exit code (2: bad input) where known."""
+    """0 when the job succeeded; when it failed, the sweep's own exit code (2: bad input) where
+    known; else (stopped, or no code) 1."""
     if str(info.status) == "SUCCEEDED":
         return 0
     code = getattr(info, "driver_exit_code", None)
-    return code if isinstance(code, int) and code > 0 else 1
+    return code if str(info.status) == "FAILED" and isinstance(code, int) and code > 0 else 1
 
 
 def follow(client: Any, job_id: str, write: Callable[[str], Any]) -> tuple[str, int]:

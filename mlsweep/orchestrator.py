@@ -261,13 +261,13 @@ def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: s
     pending = [t for t in trials if t.trial_id not in done]
     n_samples = max(0, sweep.num_samples - len(done)) if sweep.method == "optuna" else len(pending)
     summary = LaunchSummary(run_dir, len(trials) or sweep.num_samples, len(done), n_samples)
-    write_run_files(run_dir, sweep, sweep_text, trials)
     if n_samples == 0:
+        write_run_files(run_dir, sweep, sweep_text, trials)
         return summary
     started_ray = _ensure_ray(address, verbose)
     try:
-        if address is not None:
-            check_storage(run_dir)
+        check_storage(run_dir)  # also when RAY_ADDRESS, not --address, chose the cluster
+        write_run_files(run_dir, sweep, sweep_text, trials)
         summary.interrupted = _fit(sweep, run_dir, pending, n_samples, verbose, summary)
     finally:
         if started_ray:

@@ -18,6 +18,7 @@ import copy
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +123,7 @@ class Head:
         return sum(n["raylet"]["state"] == "ALIVE" for n in response.json()["data"]["summary"])
 
 
-def _wait(condition, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def _wait(condition: Callable[[], bool], process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert process.poll() is None, f"ray start ended:\n{log.read_text()[-3000:]}"
@@ -144,6 +145,7 @@ def head() -> Iterator[Head]:
     folder = Path(tempfile.mkdtemp(prefix="mlsw-", dir="/tmp"))
     token = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k not in cluster.ADDRESS_ENV}
+    # The job's `python` is this venv's, as it is the nodes' own Python under cluster.yaml.
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{BIN}{os.pathsep}{env['PATH']}")
     gcs_port, dashboard_port = _free_port(), _free_port()
     log = folder / "head.log"
@@ -157,6 +159,7 @@ def head() -> Iterator[Head]:
         yield Head(url, f"127.0.0.1:{gcs_port}", env, folder)
     finally:
         _stop_ray(process)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def mlsweep(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
@@ -289,6 +292,7 @@ def test_follow_exits_with_the_jobs_outcome() -> None:
     assert cluster.exit_code(Info(status="FAILED", driver_exit_code=2)) == 2
     assert cluster.exit_code(Info(status="FAILED", driver_exit_code=None)) == 1
     assert cluster.exit_code(Info(status="STOPPED", driver_exit_code=-15)) == 1
+    assert cluster.exit_code(Info(status="STOPPED", driver_exit_code=143)) == 1
 
 
 def test_sweep_outside_the_uploaded_folder_is_refused(tmp_path: Path) -> None:
@@ -355,7 +359,8 @@ def test_stop_a_running_job(head: Head, tmp_path: Path, monkeypatch: pytest.Monk
     assert str(client.get_job_status(job_id)) == "STOPPED"
     followed = mlsweep("logs", job_id, "--address", head.url, "--follow", env=head.env)
     assert followed.returncode == 1 and f"Running entrypoint for job {job_id}" in followed.stdout
-    assert "no job nope" in one_error_line(mlsweep("stop", "nope", "--address", head.url, env=head.env))
+    with pytest.raises(UserError, match="no job nope on the cluster"):
+        cluster.stop(head.url, "nope")
 
 
 def test_local_storage_on_several_nodes_is_refused(head: Head, tmp_path: Path) -> None:
