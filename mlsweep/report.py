@@ -270,7 +270,8 @@ def _ci_section(anchor: str, title: str, summary: pd.DataFrame, metrics: Sequenc
     """Final-epoch means with bootstrap CIs of one group of metrics, from summary.parquet."""
     rows = summary[(summary["stat"] == "final") & summary["metric"].isin(metrics)]
     if rows.empty:
-        return _Section(anchor, title, f"The results have none of {', '.join(metrics)}.")
+        return _Section(anchor, title, f"The analysis has none of {', '.join(metrics)}: the results "
+                        "lack them, or `mlsweep analyze --metric` left them out.")
     shown = [m for m in metrics if m in set(rows["metric"])]
     frame = design.label(rows)[["dataset", "setting", "loss", "metric", "n", "mean", "std", "ci_low",
                                 "ci_high"]]
