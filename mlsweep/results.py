@@ -93,7 +93,10 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 def write_table(run_dir: str, table: str, trial_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write one trial's rows of `table` atomically (replacing an earlier file of that trial)."""
     fs, base = filesystem(run_dir)
-    arrow = pa.Table.from_pylist([dict(r) for r in rows])
+    # Every key of every row: epochs without evaluation lack the evaluation keys, and
+    # from_pylist alone would take the columns from the first row.
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    arrow = pa.Table.from_pylist([{key: row.get(key) for key in keys} for row in rows])
     write_atomic(fs, join(base, "results", table, f"{trial_id}.parquet"),
                  lambda stream: pq.write_table(arrow, stream))
 

@@ -61,3 +61,11 @@ def test_uri_joins_keep_the_query_last() -> None:
         "s3://b/runs/smoke/results?endpoint_override=h:1&scheme=http")
     fs, path = filesystem("s3://b/runs?endpoint_override=127.0.0.1:1&scheme=http")
     assert isinstance(fs, pafs.S3FileSystem) and path == "b/runs"
+
+
+def test_rows_with_different_keys_keep_every_column(tmp_path: Path) -> None:
+    """eval_every > 1: the first epoch has no evaluation columns, later ones do."""
+    write_table(str(tmp_path), "epochs", "a", [{"trial_id": "a", "epoch": 1},
+                                                {"trial_id": "a", "epoch": 2, "map_at_r": 0.5}])
+    frame = read_results(str(tmp_path), "epochs")
+    assert frame["map_at_r"].isna().tolist() == [True, False]
