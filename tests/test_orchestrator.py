@@ -223,3 +223,17 @@ def test_analyze_the_smoke_sweeps_real_results(smoke_run, tmp_path: Path) -> Non
     assert tests["note"].str.contains("cannot reach").all()  # 2 pairs: Wilcoxon can't reach 0.05
     empty = CliRunner().invoke(app, ["analyze", str(tmp_path)])
     assert empty.exit_code == 2 and "no results" in empty.stderr
+
+
+def test_optuna_search_with_asha_runs_num_samples_then_tops_up(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data.update(method="optuna", num_samples=3, scheduler="asha")
+    data["parameters"].update(loss={"value": "triplet"}, seed={"value": 0},
+                              lr={"min": 1.0e-4, "max": 1.0e-2, "distribution": "log_uniform"},
+                              margin={"values": [0.2, 0.5]})
+    assert run(data, tmp_path).launched == 3
+    trials = read_results(str(tmp_path / "smoke"), "trials")
+    assert len(trials) == 3 and trials["trial_id"].is_unique
+    assert trials["lr"].between(1.0e-4, 1.0e-2).all() and set(trials["margin"]) <= {0.2, 0.5}
+    data["num_samples"] = 4
+    assert run(data, tmp_path).launched == 1  # only the difference is sampled
