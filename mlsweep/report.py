@@ -27,7 +27,7 @@ import vl_convert as vlc
 from scipy import stats
 
 from mlsweep import report_charts as charts
-from mlsweep.analysis import AnalysisError, analyze
+from mlsweep.analysis import LOWER_IS_BETTER, AnalysisError, analyze
 from mlsweep.errors import UserError
 from mlsweep.results import filesystem, join, read_results, write_atomic
 
@@ -120,7 +120,7 @@ def build_report(run_dir: str, out: str | None = None, png_dir: str | None = Non
                           "(give <storage>/<sweep name> of a launched sweep)")
     tables, analyzed, problem = _analysis(run_dir)
     sections = _sections(run_dir, trials, tables, problem)
-    page = _page(_sweep_name(run_dir, trials), run_dir, sections, analyzed).encode()
+    page = _page(_sweep_name(run_dir, trials), sections, analyzed).encode()
     out = out or join(run_dir, "report.html")
     _write(out, page)
     pngs = _export_pngs(sections, png_dir) if png_dir is not None else []
@@ -183,7 +183,7 @@ def _sections(run_dir: str, trials: pd.DataFrame, tables: dict[str, pd.DataFrame
     overview = _overview(run_dir, trials, tables.get("claims"), design)
     failures = _failures(trials, design)
     if design is None:
-        reason = problem or "the analysis has no rows"
+        reason = f"Nothing to show: {problem or 'the analysis has no rows'}."
         empty = [_Section(anchor, title, reason) for anchor, title in (
             ("curves", "Learning curves"), ("variance", "Embedding variance"),
             ("retrieval", "Retrieval"), ("pvalues", "Significance"),
@@ -324,7 +324,8 @@ def _ranks(ranks: pd.DataFrame, design: _Design) -> _Section:
                "is_best", "note"]
     section.charts["critical-difference"] = _spec(charts.cd_chart(frame[columns], order, design.losses))
     if rows["cd"].isna().all():
-        section.note += " No critical difference: " + rows["note"].iloc[0].split("; ", 1)[-1] + "."
+        section.note += (" No critical difference: it needs two or more blocks in which every loss "
+                         "ran.")
     return section
 
 
@@ -341,7 +342,7 @@ def _claims(claims: pd.DataFrame, design: _Design) -> _Section:
     frame = frame.assign(where=design.block(frame))
     rows = [[html.escape(r.claim), html.escape(r.where), str(r.n_pairs),
              f"{r.mean_diff:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}]", _p_label(r.p_holm),
-             f'<span class="verdict {r.verdict}">{r.verdict}</span>', html.escape(r.note or "")]
+             f'<span class="verdict {r.verdict}">{r.verdict}</span>', html.escape(_value(r.note))]
             for r in frame.itertuples()]
     section.body = _table(["claim", "where", "pairs", "difference a − b [95% CI]", "p (Holm)",
                            "verdict", "note"], rows, "claims")
@@ -357,16 +358,15 @@ def _failures(trials: pd.DataFrame, design: _Design | None) -> _Section:
         return section
     section.note = f"{len(bad)} of {len(trials)} trials; left out of every statistic above."
     factors = design.factors if design is not None else []
+    columns = [c for c in ("trial_id", "status", "loss", "dataset", *factors, "seed", "attempts")
+               if c in bad]
     rows = []
     for r in bad.head(MAX_FAILED_ROWS).to_dict("records"):
         first, _, rest = str(r.get("error") or "").strip().partition("\n")
         error = (f"<details><summary>{html.escape(first)}</summary><pre>{html.escape(rest)}</pre></details>"
                  if rest else html.escape(first))
-        setting = ", ".join(f"{f}={_value(r[f])}" for f in factors if not pd.isna(r.get(f)))
-        rows.append([html.escape(str(r[c])) for c in ("trial_id", "status", "loss", "dataset")]
-                    + [html.escape(setting), str(r.get("seed", "")), str(r.get("attempts", "")), error])
-    section.body = _table(["trial", "status", "loss", "data set", "setting", "seed", "attempts",
-                           "error"], rows, "failures")
+        rows.append([html.escape(_value(r[c])) for c in columns] + [error])
+    section.body = _table([*columns, "error"], rows, "failures")
     if len(bad) > MAX_FAILED_ROWS:
         section.body += f"<p>… and {len(bad) - MAX_FAILED_ROWS} more (mlsweep status lists them all).</p>"
     return section
@@ -376,6 +376,9 @@ def _failures(trials: pd.DataFrame, design: _Design | None) -> _Section:
 
 
 def _value(value: Any) -> str:
+    """A value in a label or table cell: 0.5 and 1 rather than 0.50 and 1.0; missing is ''."""
+    if pd.isna(value):
+        return ""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -387,8 +390,9 @@ def _p_label(p: float) -> str:
 
 
 def _rank_label(metric: str, row: pd.Series) -> str:
-    """`recall_at_1 · CD 0.80 · 6 blocks · Friedman p 0.003`: the facts of one CD row."""
-    parts = [metric]
+    """`recall_at_1 · rank 1 = highest · CD 0.80 · 6 blocks · Friedman p 0.003`: the facts of
+    one CD row (rank 1 is the highest value but for losses and times)."""
+    parts = [metric, "rank 1 = " + ("lowest" if metric in LOWER_IS_BETTER else "highest")]
     if not math.isnan(row["cd"]):
         parts.append(f"CD {row['cd']:.2f}")
     n = int(row["n_blocks"])
@@ -450,19 +454,30 @@ def _vega_bundle() -> str:
 
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#1f2d3d;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;opacity:.8}nav{padding:8px 32px;background:#eef1f4;position:sticky;top:0;z-index:2}
-nav a{margin-right:16px;color:#1f4e79;text-decoration:none}main{padding:0 32px 48px;max-width:1400px}
-section{margin-top:28px}h2{font-size:18px;margin:0 0 4px;border-bottom:1px solid #ddd}
-.note{color:#555;margin:4px 0 12px}.chart{overflow-x:auto;margin:8px 0 20px}
-.cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #ddd;border-radius:6px;
-padding:10px 14px;min-width:220px;flex:1}.card h3{margin:0;font-size:12px;text-transform:uppercase;
-color:#666}.card p{margin:4px 0 0}.loss{border-left:12px solid var(--c);padding-left:4px;margin-right:8px}
-table{border-collapse:collapse;background:#fff;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;
-text-align:left;vertical-align:top}th{background:#f0f0f0}.verdict{padding:1px 6px;border-radius:3px;
-font-weight:600;white-space:nowrap}.supported{background:#d4edda;color:#155724}.contradicted{background:#f8d7da;color:#721c24}
-.inconclusive{background:#e2e3e5;color:#383d41}pre{white-space:pre-wrap;font-size:12px;margin:4px 0}
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#1f2d3d;color:#fff;padding:18px 32px}
+header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;opacity:.8}
+nav{padding:8px 32px;background:#eef1f4;position:sticky;top:0;z-index:2}
+nav a{margin-right:16px;color:#1f4e79;text-decoration:none}
+main{padding:0 32px 48px;max-width:1400px}
+section{margin-top:28px}
+h2{font-size:18px;margin:0 0 4px;border-bottom:1px solid #ddd}
+.note{color:#555;margin:4px 0 12px}
+.chart{overflow-x:auto;margin:8px 0 20px}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:220px;flex:1}
+.card h3{margin:0;font-size:12px;text-transform:uppercase;color:#666}
+.card p{margin:4px 0 0}
+.loss{border-left:12px solid var(--c);padding-left:4px;margin-right:8px}
+table{border-collapse:collapse;background:#fff;font-size:13px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}
+.verdict{padding:1px 6px;border-radius:3px;font-weight:600;white-space:nowrap}
+.supported{background:#d4edda;color:#155724}
+.contradicted{background:#f8d7da;color:#721c24}
+.inconclusive{background:#e2e3e5;color:#383d41}
+pre{white-space:pre-wrap;font-size:12px;margin:4px 0}
 """
 
 _EMBED = """
@@ -485,7 +500,7 @@ for (const [id, spec] of Object.entries(specs)) {
 """
 
 
-def _page(name: str, run_dir: str, sections: list[_Section], analyzed: bool) -> str:
+def _page(name: str, sections: list[_Section], analyzed: bool) -> str:
     """The whole HTML document: scripts inlined once, specs in one JSON block, charts as divs."""
     specs: dict[str, dict[str, Any]] = {}
     parts = []

@@ -14,7 +14,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-# Tableau 10: distinct in colour and in lightness, readable by most colour-blind readers.
+# Vega's own categorical scheme (tableau10), fixed here so a loss keeps its colour everywhere.
 PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
            "#9d755d", "#bab0ac")
 FADED = 0.15
@@ -54,7 +54,7 @@ def curves_chart(frame: pd.DataFrame, title: str, metrics: Sequence[str], losses
                            bind=alt.binding_select(options=list(settings), name="setting "))
         base = base.transform_filter(alt.datum.setting == choice)
     x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1))
-    band = base.mark_area(opacity=0.2).encode(
+    band = base.mark_area().encode(
         x=x, y=alt.Y("low:Q", title=None, scale=alt.Scale(zero=False)), y2="high:Q", color=color,
         opacity=alt.condition(highlight, alt.value(0.2), alt.value(0.03)))
     line = base.mark_line(point=alt.OverlayMarkDef(size=18)).encode(
@@ -124,7 +124,7 @@ def cd_chart(frame: pd.DataFrame, labels: Sequence[str], losses: Sequence[str]) 
     and a bar of the Nemenyi critical difference from the best rank: losses inside the bar do not
     differ significantly from the best."""
     highlight, color, opacity = _loss_encoding(losses)
-    x = alt.X("mean_rank:Q", title="mean rank over blocks (1 = best)",
+    x = alt.X("mean_rank:Q", title="mean rank over blocks",
               scale=alt.Scale(domain=[1, max(2, len(losses))], nice=False))
     y = alt.Y("loss:N", title=None, sort=list(losses), axis=None)
     base = alt.Chart(frame)

@@ -1,0 +1,277 @@
+"""`mlsweep report`: the page of a real sweep, opened offline in a real headless Chromium."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import struct
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import load_yaml
+from typer.testing import CliRunner
+
+from mlsweep.cli import app
+from mlsweep.orchestrator import launch
+from mlsweep.report import ReportResult, build_report
+from mlsweep.results import read_results, write_trial
+from mlsweep.spec import validate
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update"]
+ALL_RENDERED = "[...document.querySelectorAll('.chart')].every(d => d.querySelector('svg, canvas'))"
+SMOKE_CHARTS = {"curves-digits", "variance", "retrieval", "pvalues", "critical-difference"}
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke sweep run on Ray, plus a failed and a diverged trial recorded with the driver's
+    own writer (test_orchestrator runs such trials for real; here they would double the time)."""
+    data = load_yaml("smoke.yaml")
+    storage = tmp_path_factory.mktemp("report")
+    summary = launch(validate(data, "smoke.yaml"), yaml.safe_dump(data), storage=str(storage))
+    assert summary.by_status == {"completed": 4}
+    run_dir = storage / "smoke"
+    trials, epochs = read_results(str(run_dir), "trials"), read_results(str(run_dir), "epochs")
+    row = trials.iloc[0].to_dict()
+    config = {k: row[k] for k in trials.columns if k in epochs.columns and k not in ("trial_id", "sweep")}
+    for trial_id, status, error in (
+            ("f00000000001", "failed", "InjectedFailure: failing on purpose\n  File loop.py, line 113"),
+            ("d00000000002", "diverged", "non-finite loss at epoch 1, step 3")):
+        record = {**row, "trial_id": trial_id, "status": status, "error": error, "epochs_run": 0}
+        write_trial(str(run_dir), trial_id, "smoke", config, record, [], [])
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_dir: Path) -> ReportResult:
+    return build_report(str(smoke_dir))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright. Missing, the tests fail: they never skip."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the report tests open the "
+                    "page in a real browser)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_offline(browser: Any, page_path: Path) -> dict[str, Any]:
+    """Open the page from a file:// URL with the network off and every other request refused;
+    wait until every chart has drawn. What the page logged and asked for comes back."""
+    context = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
+    left: list[str] = []
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            left.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    start = time.monotonic()
+    page.goto(page_path.as_uri())
+    page.wait_for_function(ALL_RENDERED, timeout=30_000)
+    seconds = time.monotonic() - start
+    drawn = page.eval_on_selector_all(
+        ".chart", "divs => divs.map(d => d.querySelectorAll('svg, canvas').length)")
+    marks = page.eval_on_selector_all(".chart", "divs => divs.map(d => d.querySelectorAll('path').length)")
+    return {"page": page, "context": context, "errors": errors, "left": left, "seconds": seconds,
+            "requests": requests, "drawn": drawn, "marks": marks}
+
+
+def specs_of(html: str) -> dict[str, Any]:
+    block = re.search(r'<script type="application/json" id="mlsweep-specs">(.*?)</script>', html, re.S)
+    assert block is not None
+    return json.loads(block.group(1))
+
+
+def test_smoke_report_renders_offline_in_chromium(smoke_report: ReportResult, browser: Any) -> None:
+    opened = open_offline(browser, Path(smoke_report.path))
+    page = opened["page"]
+    try:
+        assert smoke_report.n_charts == len(SMOKE_CHARTS)
+        assert opened["drawn"] == [1] * smoke_report.n_charts  # an svg per chart, every chart
+        assert all(n > 10 for n in opened["marks"]), opened["marks"]  # drawn, not just a frame
+        assert opened["errors"] == []
+        assert opened["left"] == [] and all(u.startswith("file://") for u in opened["requests"])
+        claims = page.inner_text("#claims")
+        assert "triplet intra_var_mean > contrastive (final)" in claims
+        assert re.search(r"supported|contradicted|inconclusive", claims)
+        failures = page.inner_text("#failures")
+        assert "InjectedFailure: failing on purpose" in failures and "non-finite loss" in failures
+        assert "2 of 6 trials" in failures
+        overview = page.inner_text("#overview")
+        assert "4 completed · 1 failed · 1 diverged" in overview
+        # A click on a legend entry highlights that loss: the other loss's lines fade.
+        lines = ("() => [...document.querySelectorAll('#chart-0 .mark-line path')]"
+                 ".map(p => p.getAttribute('opacity'))")
+        assert set(page.evaluate(lines)) == {"1"}
+        page.locator("#chart-0 .role-legend-label text", has_text="triplet").click()
+        page.wait_for_function(f"({lines})().some(o => o !== '1')")
+        assert sorted(set(page.evaluate(lines))) == ["0.15", "1"]
+    finally:
+        opened["context"].close()
+
+
+def test_page_inlines_the_scripts_once_and_uses_one_colour_per_loss(smoke_report: ReportResult) -> None:
+    html = Path(smoke_report.path).read_text()
+    assert smoke_report.size == len(html.encode())
+    assert html.count("window.vegaEmbed=") == 1  # the bundle, once for the page
+    assert external_references(html) == []
+    specs = specs_of(html)
+    assert len(specs) == smoke_report.n_charts
+    colours = [{tuple(scale["range"]) for scale in loss_scales(spec)} for spec in specs.values()]
+    assert sum(map(bool, colours)) == len(specs) - 1  # every chart but the heat map colours losses
+    assert len(set().union(*colours)) == 1  # ... with the same colours
+
+
+def external_references(html: str) -> list[str]:
+    """Every src or href of the page's own tags (not strings inside its scripts) but anchors."""
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.extend(f"{tag} {value}" for name, value in attrs
+                         if name in ("src", "href") and not (value or "").startswith("#"))
+
+    Parser().feed(html)
+    return found
+
+
+def loss_scales(node: Any) -> Iterator[dict[str, Any]]:
+    """Every scale in a spec whose domain is the smoke sweep's losses and that sets colours."""
+    if isinstance(node, dict):
+        if node.get("domain") == ["contrastive", "triplet"] and "range" in node:
+            yield node
+        for value in node.values():
+            yield from loss_scales(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from loss_scales(value)
+
+
+def test_png_export_writes_each_chart(smoke_dir: Path, tmp_path: Path) -> None:
+    result = build_report(str(smoke_dir), out=str(tmp_path / "page.html"), png_dir=str(tmp_path / "png"))
+    assert result.path == str(tmp_path / "page.html") and (tmp_path / "page.html").is_file()
+    assert {Path(p).stem for p in result.pngs} == SMOKE_CHARTS
+    for path in result.pngs:
+        head = Path(path).read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", head[16:24])
+        assert width > 300 and height > 150, (path, width, height)
+
+
+def test_analysis_runs_only_when_missing_or_older_than_results(smoke_dir: Path,
+                                                               smoke_report: ReportResult,
+                                                               tmp_path: Path) -> None:
+    assert smoke_report.analyzed  # the fixture's run had no analysis/ yet
+    out = str(tmp_path / "r.html")
+    assert not build_report(str(smoke_dir), out=out).analyzed
+    earlier = time.time() - 3600  # before the sweep wrote its results
+    for table in (smoke_dir / "analysis").glob("*.parquet"):
+        os.utime(table, (earlier, earlier))
+    assert build_report(str(smoke_dir), out=out).analyzed
+    assert not build_report(str(smoke_dir), out=out).analyzed
+
+
+def test_one_loss_run_still_gives_a_page_that_says_why_sections_are_empty(
+        smoke_dir: Path, smoke_report: ReportResult, tmp_path: Path, browser: Any) -> None:
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_dir, run_dir, ignore=shutil.ignore_patterns("analysis", "tune", "report.html"))
+    trials = read_results(str(run_dir), "trials")
+    for trial_id in trials.loc[trials["loss"] == "triplet", "trial_id"]:
+        for file in (run_dir / "results").glob(f"*/{trial_id}.parquet"):
+            file.unlink()
+    result = build_report(str(run_dir))
+    assert result.n_charts == 3  # curves, variance, retrieval: nothing to compare or rank
+    opened = open_offline(browser, Path(result.path))
+    try:
+        page = opened["page"]
+        assert opened["drawn"] == [1, 1, 1] and opened["errors"] == [] and opened["left"] == []
+        assert "the run has one loss" in page.inner_text("#pvalues")
+        assert "One loss: there is nothing to rank" in page.inner_text("#ranks")
+        assert "No claim could be tested" in page.inner_text("#claims")
+    finally:
+        opened["context"].close()
+
+
+def write_large_run(run_dir: Path, epochs: int = 10) -> int:
+    """1,000 completed trials (5 losses x 2 data sets x 4 margins x 5 learning rates x 5 seeds)
+    with made-up epoch values, each table as one Parquet file, as fast to write as to read."""
+    rng = np.random.default_rng(0)
+    losses = ["contrastive", "triplet", "npair", "infonce", "supcon"]
+    grid = itertools.product(losses, ["digits", "synthetic"], [0.1, 0.2, 0.5, 1.0],
+                             [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], range(5))
+    trials = pd.DataFrame(grid, columns=["loss", "dataset", "margin", "lr", "seed"])
+    trials.insert(0, "trial_id", [f"trial{i:04d}" for i in range(len(trials))])
+    trials.insert(1, "sweep", "large")
+    start = pd.Timestamp("2025-01-01", tz="UTC")
+    trials = trials.assign(status="completed", error=None, attempts=1, wall_s=60.0, device="cuda",
+                           node=[f"node{i % 4}" for i in range(len(trials))], started_at=start,
+                           finished_at=start + pd.Timedelta(hours=2))
+    epoch_rows = trials.iloc[:, :7].merge(pd.DataFrame({"epoch": range(1, epochs + 1)}), how="cross")
+    shift = epoch_rows["loss"].map({loss: i / 10 for i, loss in enumerate(losses)})
+    for metric in ("train_loss", "active_ratio", "grad_norm", "emb_grad_norm", "intra_var_mean",
+                   "centroid_dist_mean", "var_ratio", "recall_at_1", "map_at_r", "knn_acc"):
+        epoch_rows[metric] = rng.random(len(epoch_rows)) / 10 + shift + 1 / epoch_rows["epoch"]
+    for table, frame in (("trials", trials), ("epochs", epoch_rows)):
+        (run_dir / "results" / table).mkdir(parents=True)
+        frame.to_parquet(run_dir / "results" / table / "all.parquet", index=False)
+    return len(trials)
+
+
+def test_report_of_1000_trials_is_small_and_opens_quickly(tmp_path: Path, browser: Any) -> None:
+    run_dir = tmp_path / "large"
+    assert write_large_run(run_dir) == 1000
+    result = build_report(str(run_dir))
+    assert result.analyzed and result.n_charts == 6
+    assert result.size < 2_200_000  # ~0.9 MB of it the Vega scripts
+    html = Path(result.path).read_text()
+    assert "trial0001" not in html  # aggregates only: no trial (or step) rows
+    rows = {chart_id: len(next(iter(spec["datasets"].values()))["columns"][0])
+            for chart_id, spec in specs_of(html).items()}
+    # Curves of one data set: 20 settings x 5 losses x 10 epochs x 4 metrics, seeds averaged.
+    assert rows["chart-0"] == rows["chart-1"] == 20 * 5 * 10 * 4
+    opened = open_offline(browser, Path(result.path))
+    try:
+        assert opened["drawn"] == [1] * 6 and opened["errors"] == []
+        assert opened["seconds"] < 15, opened["seconds"]
+    finally:
+        opened["context"].close()
+
+
+def test_cli_report_prints_what_it_wrote_and_refuses_a_folder_without_results(
+        smoke_dir: Path, smoke_report: ReportResult, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli.html"
+    done = runner.invoke(app, ["report", str(smoke_dir), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert str(out) in done.output and "5 charts" in done.output and out.is_file()
+    empty = runner.invoke(app, ["report", str(tmp_path / "nothing")])
+    assert empty.exit_code == 2 and "error: no trials recorded" in empty.output
+    assert "Traceback" not in empty.output
