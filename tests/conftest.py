@@ -38,3 +38,16 @@ def write_sweep(folder: Path, data: dict[str, Any], name: str = "sweep.yaml") ->
     path = folder / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_session: None,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Any]:
+    """`sweeps/smoke.yaml` run once on Ray for the session: (sweep data, storage, summary).
+    Tests that change a run folder work on a copy of `<storage>/smoke`."""
+    from mlsweep.orchestrator import launch
+    from mlsweep.spec import validate
+
+    storage = tmp_path_factory.mktemp("storage")
+    data = load_yaml("smoke.yaml")
+    return data, storage, launch(validate(data), yaml.safe_dump(data), storage=str(storage))

@@ -35,13 +35,6 @@ def run(data: dict[str, Any], storage: Path, **kwargs: Any):
     return launch(validate(data, "test.yaml"), yaml.safe_dump(data), storage=str(storage), **kwargs)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Any]:
-    storage = tmp_path_factory.mktemp("storage")
-    data = load_yaml("smoke.yaml")
-    return data, storage, run(data, storage)
-
-
 def test_smoke_sweep_writes_every_table(smoke_run) -> None:
     data, storage, summary = smoke_run
     run_dir = storage / "smoke"

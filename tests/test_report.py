@@ -17,15 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import load_yaml
 from typer.testing import CliRunner
 
 from mlsweep.cli import app
-from mlsweep.orchestrator import launch
 from mlsweep.report import ReportResult, build_report
 from mlsweep.results import read_results, write_trial
-from mlsweep.spec import validate
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -35,14 +31,15 @@ SMOKE_CHARTS = {"curves-digits", "variance", "retrieval", "pvalues", "critical-d
 
 
 @pytest.fixture(scope="module")
-def smoke_dir(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke sweep run on Ray, plus a failed and a diverged trial recorded with the driver's
-    own writer (test_orchestrator runs such trials for real; here they would double the time)."""
-    data = load_yaml("smoke.yaml")
-    storage = tmp_path_factory.mktemp("report")
-    summary = launch(validate(data, "smoke.yaml"), yaml.safe_dump(data), storage=str(storage))
+def smoke_dir(smoke_run: tuple[dict[str, Any], Path, Any],
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's smoke sweep results, plus a failed and a diverged trial recorded
+    with the driver's own writer (test_orchestrator runs such trials for real)."""
+    _, storage, summary = smoke_run
     assert summary.by_status == {"completed": 4}
-    run_dir = storage / "smoke"
+    run_dir = tmp_path_factory.mktemp("report") / "smoke"
+    shutil.copytree(storage / "smoke", run_dir,
+                    ignore=shutil.ignore_patterns("analysis", ".cache", "report.html"))
     trials, epochs = read_results(str(run_dir), "trials"), read_results(str(run_dir), "epochs")
     row = trials.iloc[0].to_dict()
     config = {k: row[k] for k in trials.columns if k in epochs.columns and k not in ("trial_id", "sweep")}
