@@ -38,7 +38,7 @@ bench: install
 	RAY_AUTH_MODE=disabled $(PY) -m bench
 
 # The CPU-feasible parts of the reproduction study (analysis/README.md), from scratch.
-STUDIES ?= paper-synthetic paper-digits seven-losses
+STUDIES ?= paper-synthetic paper-digits seven-losses miner-ablation
 study: install
 	for s in $(STUDIES); do \
 	  rm -rf runs/$$s analysis/$$s && mkdir -p analysis/$$s && \
