@@ -53,18 +53,19 @@ def dashboard_url(address: str) -> str:
 
 
 def auth_headers() -> dict[str, str]:
-    """The cluster's token as an HTTP header, found where Ray looks (RAY_AUTH_TOKEN,
-    RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) even when RAY_AUTH_MODE is not set here: the
-    token belongs to the cluster, not to this machine."""
-    from ray._raylet import AuthenticationTokenLoader
-    from ray.exceptions import AuthenticationError
-
-    loader = AuthenticationTokenLoader.instance()
-    loader.reset_cache()  # the loader caches across calls; the environment may have changed
-    try:
-        return dict(loader.get_token_for_http_header(ignore_auth_mode=True))
-    except AuthenticationError as err:
-        raise UserError(f"cluster token: {err.message}") from None
+    """The cluster's token as an HTTP header, found where Ray looks (RAY_AUTH_TOKEN, then the
+    file RAY_AUTH_TOKEN_PATH names, then ~/.ray/auth_token) even when RAY_AUTH_MODE is not set
+    here: the token belongs to the cluster, not to this machine. Read here rather than through
+    Ray's token loader, a process-wide cache that a later local `ray.init()` in the same process
+    would inherit, and whose local workers would then never start."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        path = Path(named or Path.home() / ".ray" / "auth_token").expanduser()
+        if named and not path.is_file():
+            raise UserError(f"cluster token: RAY_AUTH_TOKEN_PATH names {path}, which does not exist")
+        token = path.read_text().strip() if path.is_file() else ""
+    return {"authorization": f"Bearer {token}"} if token else {}
 
 
 @contextlib.contextmanager

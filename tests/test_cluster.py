@@ -216,15 +216,12 @@ def test_cluster_yaml_passes_rays_validation() -> None:
 
 @pytest.fixture
 def token_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """No token anywhere to begin with; the token loader's cache is reset afterwards."""
-    from ray._raylet import AuthenticationTokenLoader
-
+    """No token anywhere to begin with."""
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     yield tmp_path
     monkeypatch.undo()
-    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def test_auth_header_comes_from_env_var_token_file_or_default_file(
