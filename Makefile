@@ -34,8 +34,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-bench: install
-	RAY_AUTH_MODE=disabled $(PY) -m bench
+bench: install  # options: make bench BENCH_ARGS="--quick --only throughput"
+	RAY_AUTH_MODE=disabled $(PY) -m bench $(BENCH_ARGS)
 
 # The CPU-feasible parts of the reproduction study (analysis/README.md), from scratch.
 STUDIES ?= paper-synthetic paper-digits seven-losses miner-ablation
