@@ -59,6 +59,11 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def log(message: str) -> None:
+    """Progress on stderr, so that a long run shows (and keeps) what it has measured so far."""
+    print(f"[{datetime.now(timezone.utc):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
 def bench_env() -> dict[str, str]:
     """The environment of benchmark subprocesses: no Ray auth token, and always a fresh local
     Ray (RAY_ADDRESS=local), never one that another `ray start` on this machine left running."""

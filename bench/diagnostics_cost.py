@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from bench.common import ROOT, Section, Target, median
+from bench.common import ROOT, Section, Target, log, median
 from mlsweep import run_trial
 from mlsweep.spec import expand, load_sweep
 
@@ -51,6 +51,7 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
         for config in trials:
             for name, change in VARIANTS.items():
                 totals[name].append(timed({**config, **change}))
+                log(f"diagnostics, {config['loss']} on {config['dataset']}, {name}: {totals[name][-1]}")
     n = len(trials)
     sums = {name: [Times(*map(sum, zip(*runs[i:i + n], strict=True))) for i in range(0, len(runs), n)]
             for name, runs in totals.items()}

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
-from bench.common import Section, Target, median
+from bench.common import Section, Target, log, median
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.loop import _Trainer
 from mlsweep.trainer.settings import resolve
@@ -137,6 +137,7 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
                        "speed-up in CPU time"])
     for name, config in cases.items():
         fast, slow = measure(config, repeat)
+        log(f"throughput, {name}: trainer {fast}, DataLoader {slow} samples/s (wall, CPU)")
         speedup, cpu_speedup = (median([f[k] / s[k] for f, s in zip(fast, slow, strict=True)])
                                 for k in (0, 1))
         section.rows.append([name, f"{median([f[0] for f in fast]):,.0f}",
