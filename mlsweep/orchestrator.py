@@ -295,7 +295,7 @@ def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbo
         trial_name_creator=lambda t: t.config.get("trial_id", t.trial_id),
         trial_dirname_creator=lambda t: t.config.get("trial_id", t.trial_id),
         num_samples=1 if sweep.method == "grid" else n_samples,
-        search_alg=_optuna(sweep) if sweep.method == "optuna" else None,
+        search_alg=_optuna() if sweep.method == "optuna" else None,
         scheduler=_asha(sweep) if sweep.scheduler == "asha" else None,
     )
     param_space = ({"trial_id": tune.grid_search(list(configs))} if sweep.method == "grid"
@@ -316,7 +316,7 @@ def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbo
     return finished < n_samples or bool(getattr(result_grid, "_experiment_interrupted", False))
 
 
-def _optuna(sweep: Sweep) -> Any:
+def _optuna() -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(seed=0)
