@@ -63,11 +63,12 @@ run_sweep() {  # sweep file stem, label, trials per GPU
     nvidia-smi -i "$GPU_INDEX" --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits \
         -l 1 > "$samples" &
     local sampler=$!
+    echo "$(date -u +%T) $name: $3 trials per GPU ..."
     start=$(date +%s.%N)
     timeout "$SWEEP_TIMEOUT" .venv/bin/mlsweep launch "$OUT/$name.yaml" > "$OUT/$name.log" 2>&1 || status=$?
     end=$(date +%s.%N)
     kill "$sampler" && wait "$sampler" 2>/dev/null || true
-    trials=$(find "$OUT/runs/$name/results/trials" -name '*.parquet' 2>/dev/null | wc -l)
+    trials=$( (find "$OUT/runs/$name/results/trials" -name '*.parquet' 2>/dev/null || true) | wc -l)
     awk -F', *' -v label="$2" -v per="$3" -v n="$trials" -v s="$start" -v e="$end" -v st="$status" '
         { util += $1; rows++; if ($2 > peak) peak = $2 }
         END { wall = e - s; note = st == 0 ? "" : (st == 124 ? " (timed out)" : " (exit " st ")")
