@@ -13,9 +13,9 @@ from scipy.spatial.distance import pdist
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
-from mlsweep.diagnostics import REPORTERS, EvalContext, StepContext, loss_decay, retrieval_metrics
+from mlsweep.diagnostics import REPORTERS, EvalContext, StepContext, greediness, loss_decay, retrieval_metrics
 from mlsweep.diagnostics import variance_metrics as variance
-from mlsweep.diagnostics.greediness import GreedinessReporter, active_ratio
+from mlsweep.diagnostics.greediness import GreedinessReporter
 from mlsweep.trainer import registry
 from mlsweep.trainer.losses import build_loss
 from mlsweep.trainer.settings import resolve
@@ -107,10 +107,53 @@ def test_variance_reporter_prefixes_train_columns() -> None:
 # -- greediness --------------------------------------------------------------------------------
 
 
+def one_step(ctx: StepContext) -> dict[str, float]:
+    """A fresh greediness reporter's columns for one step."""
+    reporter = GreedinessReporter()
+    reporter.on_step(ctx)
+    return {key: column[0] for key, column in reporter.end_epoch().items()}
+
+
+def terms_step(terms: torch.Tensor) -> StepContext:
+    emb = torch.zeros(2, 2, requires_grad=True)
+    return StepContext(terms.sum(), terms, emb, nn.Linear(1, 1), nn.Identity())
+
+
 def test_active_ratio_threshold() -> None:
     terms = torch.tensor([0.0, 1e-7, 1e-6, 2e-6, 0.3, 5.0, 0.0, 0.0])
-    assert active_ratio(terms).item() == pytest.approx(3 / 8)  # > 1e-6, strictly
-    assert math.isnan(active_ratio(torch.zeros(0)).item())
+    assert one_step(terms_step(terms))["active_ratio"] == pytest.approx(3 / 8)  # > 1e-6, strictly
+    assert math.isnan(one_step(terms_step(torch.zeros(0)))["active_ratio"])
+
+
+def test_steps_reduced_together_equal_each_step_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many steps (of different sizes, one with no terms) reduced at the epoch's end, or in
+    several chunks when the held tensors pass the limit, give each step's own values."""
+    model, loss_fn, x, labels, _ = small_step(3)
+    contexts = []
+    for size in (10, 7, 1, 9):
+        emb = F.normalize(model(x[:size]), dim=1)
+        emb.retain_grad()
+        model.zero_grad(set_to_none=True)
+        loss_fn.zero_grad(set_to_none=True)
+        out = loss_fn(emb, labels[:size], torch.Generator())
+        terms = out.terms if size != 1 else out.terms[:0]
+        out.loss.backward()
+        alone = one_step(StepContext(out.loss, terms, emb, model, loss_fn))
+        contexts.append((StepContext(out.loss, terms, emb, model, loss_fn),
+                         {p: p.grad.clone() for p in [*model.parameters(), *loss_fn.parameters()]
+                          if p.grad is not None}, alone))
+    for limit in (greediness.HELD_LIMIT, 15):
+        monkeypatch.setattr(greediness, "HELD_LIMIT", limit)
+        reporter = GreedinessReporter()
+        for ctx, grads, _ in contexts:
+            for p in [*model.parameters(), *loss_fn.parameters()]:
+                p.grad = grads.get(p)
+            reporter.on_step(ctx)
+        columns = reporter.end_epoch()
+        for i, (_, _, alone) in enumerate(contexts):
+            for key, value in alone.items():
+                assert columns[key][i] == pytest.approx(value, rel=1e-6, nan_ok=True), (limit, i, key)
+        assert reporter.end_epoch() == {}  # an epoch's columns are given once
 
 
 # Four 2-D unit vectors: 0 and 1 coincide (class 0), 2 = (−1, 0) and 3 = (0, 1) (class 1).
@@ -134,8 +177,7 @@ def test_active_ratio_counted_by_hand(loss: str, margin: float, active: int, tot
     loss_fn = build_loss(resolve({"loss": loss, "margin": margin, "miner": "all"}), 2, 2)
     out = loss_fn(emb, HAND_LABELS, torch.Generator().manual_seed(0))
     out.loss.backward()
-    step = GreedinessReporter().on_step(StepContext(out.loss, out.terms, emb, nn.Linear(1, 1),
-                                                    loss_fn))
+    step = one_step(StepContext(out.loss, out.terms, emb, nn.Linear(1, 1), loss_fn))
     assert step["n_terms"] == total
     assert float(step["active_ratio"]) == pytest.approx(active / total)
 
@@ -156,7 +198,7 @@ def test_grad_norm_is_clip_grad_norm_total() -> None:
     emb.retain_grad()
     out = loss_fn(emb, labels, torch.Generator())
     out.loss.backward()
-    step = GreedinessReporter().on_step(StepContext(out.loss, out.terms, emb, model, loss_fn))
+    step = one_step(StepContext(out.loss, out.terms, emb, model, loss_fn))
     params = [*model.parameters(), *loss_fn.parameters()]
     grads = np.concatenate([p.grad.numpy().ravel() for p in params if p.grad is not None])
     total = torch.nn.utils.clip_grad_norm_(params, max_norm=math.inf)
@@ -172,7 +214,7 @@ def test_emb_grad_norm_is_mean_row_norm_of_dloss_dz() -> None:
     emb.retain_grad()
     out = loss_fn(emb, labels, torch.Generator())
     out.loss.backward()
-    step = GreedinessReporter().on_step(StepContext(out.loss, out.terms, emb, model, loss_fn))
+    step = one_step(StepContext(out.loss, out.terms, emb, model, loss_fn))
     # Independently: a fresh graph, and autograd.grad with respect to the embeddings.
     z = F.normalize(model(x), dim=1)
     (grad,) = torch.autograd.grad(loss_fn(z, labels, torch.Generator()).loss, z)
@@ -310,8 +352,9 @@ def test_reporters_give_their_registry_columns() -> None:
         loss_fn = build_loss(resolve({"loss": "triplet"}), 3, 4)
         out = loss_fn(emb, t(labels), torch.Generator())
         out.loss.backward()
-        columns |= set(reporter().on_step(StepContext(out.loss, out.terms, emb, nn.Linear(1, 1),
-                                                      loss_fn)))
+        stepper = reporter()
+        stepper.on_step(StepContext(out.loss, out.terms, emb, nn.Linear(1, 1), loss_fn))
+        columns |= set(stepper.end_epoch())
         assert columns == set(registry.DIAGNOSTICS[name])
 
 

@@ -37,8 +37,13 @@ class Reporter:
     step_columns: ClassVar[tuple[str, ...]] = ()
     eval_columns: ClassVar[tuple[str, ...]] = ()
 
-    def on_step(self, ctx: StepContext) -> dict[str, Tensor | float]:
-        """Values for this step; 0-d tensors are fine (read once per epoch, not per step)."""
+    def on_step(self, ctx: StepContext) -> None:
+        """Look at one step; keep what `end_epoch` needs (the step's tensors, not numbers)."""
+
+    def end_epoch(self) -> dict[str, list[float]]:
+        """Per-step columns of the steps seen since the last call, in step order. Computed
+        here, over all those steps at once: a GPU is read once per epoch, and a small
+        model's step does not pay a handful of tiny tensor operations per diagnostic."""
         return {}
 
     def on_eval(self, ctx: EvalContext) -> dict[str, float]:

@@ -34,21 +34,27 @@ class LossOutput(NamedTuple):
 def random_triplets(labels: Tensor, generator: torch.Generator) -> Triplets:
     """One random positive and one random negative per anchor (the seed paper's protocol).
 
-    Anchors without an in-batch positive or negative are skipped.
+    Anchors without an in-batch positive or negative are skipped. Works on the batch sorted
+    by label, where each class is one run: the r-th other member of an anchor's class is a
+    position in its run (skipping the anchor), the r-th sample of another class a position
+    outside it. Two uniform draws per anchor and O(batch) work: on small models the miner
+    was the costliest part of a step when it drew a number per pair.
     """
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    pos, neg = same & ~eye, ~same
-    anchors = torch.nonzero(pos.any(1) & neg.any(1)).squeeze(1)
-    if len(anchors) == 0:
-        empty = anchors.new_empty(0)
-        return empty, empty, empty
-    # Uniform choice per row: the arg-max of uniform noise over the allowed entries.
-    noise = torch.rand((2, len(anchors), len(labels)), generator=generator,
-                       device=generator.device).to(labels.device)
-    positives = torch.where(pos[anchors], noise[0], -1.0).argmax(1)
-    negatives = torch.where(neg[anchors], noise[1], -1.0).argmax(1)
-    return anchors, positives, negatives
+    n = len(labels)
+    order = torch.argsort(labels, stable=True)
+    sorted_labels = labels[order]
+    start = torch.searchsorted(sorted_labels, labels)  # where each sample's class run begins
+    count = torch.searchsorted(sorted_labels, labels, right=True) - start
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n, device=labels.device)
+    anchors = torch.nonzero((count >= 2) & (count < n)).squeeze(1)
+    start, count = start[anchors], count[anchors]
+    u = torch.rand((2, len(anchors)), generator=generator, device=generator.device).to(labels.device)
+    r_pos = torch.minimum((u[0] * (count - 1)).long(), count - 2)
+    r_pos += r_pos >= position[anchors] - start  # step over the anchor itself
+    r_neg = torch.minimum((u[1] * (n - count)).long(), n - count - 1)
+    r_neg += count * (r_neg >= start)  # step over the anchor's class run
+    return anchors, order[start + r_pos], order[r_neg]
 
 
 def mine(miner: str, embeddings: Tensor, labels: Tensor, margin: float,
@@ -62,13 +68,15 @@ def mine(miner: str, embeddings: Tensor, labels: Tensor, margin: float,
     return hard(embeddings.detach(), labels)
 
 
-def triplets_to_pairs(triplets: Triplets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(a, p) positive pairs and (a, n) negative pairs of a triplet set, deduplicated."""
+def triplets_to_pairs(triplets: Triplets, batch_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(a, p) positive pairs and (a, n) negative pairs of a triplet set, deduplicated and in
+    lexicographic order (a mark in a [batch, batch] grid, then its nonzero entries)."""
     anchor, positive, negative = triplets
 
     def unique_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        pairs = torch.unique(torch.stack([a, b], 1), dim=0)
-        return pairs[:, 0], pairs[:, 1]
+        grid = torch.zeros(batch_size, batch_size, dtype=torch.bool, device=a.device)
+        grid[a, b] = True
+        return grid.nonzero(as_tuple=True)
 
     return (*unique_pairs(anchor, positive), *unique_pairs(anchor, negative))
 
@@ -93,7 +101,8 @@ class ContrastiveLoss(nn.Module):
         if self.miner == "all":
             a1, p, a2, n = lmu.get_all_pairs_indices(labels)
         else:
-            a1, p, a2, n = triplets_to_pairs(mine(self.miner, emb, labels, self.margin, generator))
+            a1, p, a2, n = triplets_to_pairs(mine(self.miner, emb, labels, self.margin, generator),
+                                             len(labels))
         d_pos = (emb[a1] - emb[p]).norm(dim=1)
         d_neg = (emb[a2] - emb[n]).norm(dim=1)
         terms = torch.cat([d_pos.pow(2), F.relu(self.margin - d_neg).pow(2)])

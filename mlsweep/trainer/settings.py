@@ -89,7 +89,7 @@ SETTINGS: dict[str, Setting] = {
                 "random", "random | m_per_class"),
         Setting("m_per_class", Annotated[int, Field(strict=True, ge=2)], 4,
                 "samples per class in a batch (m_per_class sampler)"),
-        Setting("eval_every", PosInt, 1, "evaluate every N epochs (the last always)"),
+        Setting("eval_every", PosInt, 10, "evaluate every N epochs (the last always)"),
         Setting("diagnostics", Annotated[list[str], AfterValidator(_diagnostics_known)],
                 list(registry.DIAGNOSTICS), "reporters to run"),
         Setting("train_subset", PosInt, 5000, "train samples used for train_ metrics and kNN"),
