@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +24,13 @@ from mlsweep.progress import SweepProgress
 from mlsweep.spec import Sweep, Trial, expand
 from mlsweep.trainer.registry import EPOCH_METRICS
 from mlsweep.trainer.settings import resolve, trial_id
+from mlsweep.trainer.summary import summarize
 
 # Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
+REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                       "fuse.")
 
@@ -65,12 +67,13 @@ def recorded(run_dir: str, retry_failed: bool) -> set[str]:
 
 
 def _versions() -> dict[str, str]:
-    import ray
-    import torch
+    """Installed versions, read from package metadata: importing torch here would cost the
+    driver seconds."""
+    from importlib.metadata import version
 
     from mlsweep import __version__
 
-    return {"mlsweep": __version__, "ray": ray.__version__, "torch": torch.__version__}
+    return {"mlsweep": __version__, "ray": version("ray"), "torch": version("torch")}
 
 
 def write_run_files(run_dir: str, sweep: Sweep, sweep_text: str, trials: list[Trial]) -> None:
@@ -103,9 +106,44 @@ def trial_config(params: Mapping[str, Any], configs: Mapping[str, dict[str, Any]
     return resolve(dict(params), overrides)
 
 
+class EpochBatcher:
+    """Hands a trial's epochs to Tune in batches: each `tune.report` of a function trainable
+    waits for a round trip through the driver, which on fast trials cost more than the epoch.
+    Reports when REPORT_EVERY_S has passed since the last one, at the final epoch, and on
+    `flush` (a trial that raises still delivers its epochs). The report's top-level metrics are
+    the batch's records merged in order, so each is its latest value (evaluation metrics from
+    the latest evaluated epoch), NaN where not yet measured."""
+
+    def __init__(self, report: Callable[[dict[str, Any]], None], meta: dict[str, Any],
+                 last_epoch: int) -> None:
+        self.report, self.meta, self.last_epoch = report, meta, last_epoch
+        self.records: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
+        self.sent_at = time.monotonic()
+
+    def __call__(self, record: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        self.records.append(record)
+        self.steps += steps
+        final = record["epoch"] >= self.last_epoch or not math.isfinite(record["train_loss"])
+        if final or time.monotonic() - self.sent_at >= REPORT_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.records:
+            return
+        # Emptied before reporting: a report can end the thread (Tune stopping the trial).
+        records, steps = self.records, self.steps
+        self.records, self.steps, self.sent_at = [], [], time.monotonic()
+        metrics = dict.fromkeys(EPOCH_METRICS, math.nan)
+        for record in records:
+            metrics.update(record)
+        columns = {key: [row.get(key) for row in steps] for key in (steps[0] if steps else {})}
+        self.report({**metrics, "_records": records, "_steps": columns, "_meta": self.meta})
+
+
 def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
                overrides: dict[str, Any]) -> None:
-    """Runs in a Ray worker: train, and report each epoch (record, steps) to the driver."""
+    """Runs in a Ray worker: train, and report the epochs (records, steps) to the driver."""
     import socket
 
     import ray
@@ -118,15 +156,11 @@ def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     meta = {"device": str(pick_device(config["torch_device"])), "node": socket.gethostname()}
-
-    def report(record: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        columns = {key: [row.get(key) for row in steps] for key in (steps[0] if steps else {})}
-        # Every metric on every report (NaN where an epoch was not evaluated), so Tune's metric
-        # checks, schedulers and searchers always find the sweep's metric.
-        metrics = {**dict.fromkeys(EPOCH_METRICS, math.nan), **record}
-        tune.report({**metrics, "_record": record, "_steps": columns, "_meta": meta})
-
-    run_trial(config, on_epoch=report)
+    batcher = EpochBatcher(tune.report, meta, config["epochs"])
+    try:
+        run_trial(config, on_epoch=batcher)
+    finally:
+        batcher.flush()
 
 
 # --------------------------------------------------------------------------- driver side
@@ -148,8 +182,6 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
     """The driver-side Tune callback that writes each trial's tables when it ends."""
     from ray.tune import Callback
 
-    from mlsweep.trainer.loop import summarize
-
     class ResultsWriter(Callback):
         def __init__(self) -> None:
             self.state: dict[str, dict[str, Any]] = {}
@@ -170,7 +202,7 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
             state = self._state(trial)
-            state["records"].append(result["_record"])
+            state["records"] += result["_records"]
             state["steps"] += [dict(zip(result["_steps"], row, strict=True))
                                for row in zip(*result["_steps"].values(), strict=True)]
             state["meta"] = result["_meta"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -16,8 +17,8 @@ import pytest
 import yaml
 from conftest import ROOT, load_yaml, write_sweep
 
-from mlsweep import read_results
-from mlsweep.orchestrator import launch
+from mlsweep import orchestrator, read_results
+from mlsweep.orchestrator import EpochBatcher, launch
 from mlsweep.spec import expand, validate
 from mlsweep.trainer import registry
 
@@ -89,6 +90,52 @@ def test_extended_grid_runs_only_new_trials(tmp_path: Path) -> None:
     assert sorted(trials["seed"]) == [0, 1, 2] and trials["trial_id"].is_unique
 
 
+def batched(records: list[dict[str, Any]], every_s: float, last_epoch: int,
+            monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What an EpochBatcher reports for these epoch records (one step row each)."""
+    monkeypatch.setattr(orchestrator, "REPORT_EVERY_S", every_s)
+    reports: list[dict[str, Any]] = []
+    batcher = EpochBatcher(reports.append, {"node": "here"}, last_epoch)
+    for record in records:
+        batcher(record, [{"epoch": record["epoch"], "loss": record["train_loss"]}])
+    batcher.flush()
+    return reports
+
+
+EPOCHS = [{"epoch": 1, "train_loss": 3.0, "map_at_r": 0.1}, {"epoch": 2, "train_loss": 2.0},
+          {"epoch": 3, "train_loss": 1.0, "map_at_r": 0.3}, {"epoch": 4, "train_loss": 0.5}]
+
+
+def test_epochs_reach_the_driver_in_one_report_when_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    (report,) = batched(EPOCHS, 3600, 4, monkeypatch)
+    assert report["_records"] == EPOCHS and report["_meta"] == {"node": "here"}
+    assert report["_steps"] == {"epoch": [1, 2, 3, 4], "loss": [3.0, 2.0, 1.0, 0.5]}
+    # Each metric at its latest value; the latest evaluated one for evaluation metrics.
+    assert report["epoch"] == 4 and report["train_loss"] == 0.5 and report["map_at_r"] == 0.3
+    assert math.isnan(report["knn_acc"])  # never measured, but present for Tune's checks
+
+
+def test_epochs_are_reported_at_the_interval_and_on_divergence(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [r["epoch"] for r in batched(EPOCHS, 0, 4, monkeypatch)] == [1, 2, 3, 4]
+    diverged = [*EPOCHS[:2], {"epoch": 3, "train_loss": math.inf}]
+    reports = batched(diverged, 3600, 10, monkeypatch)  # ended before its last epoch
+    assert len(reports) == 1 and reports[0]["_records"] == diverged
+    # Epochs left when a trial raises are delivered by the final flush; nothing twice.
+    assert [len(r["_records"]) for r in batched(EPOCHS[:2], 3600, 4, monkeypatch)] == [2]
+
+
+def test_the_driver_side_imports_no_torch() -> None:
+    """Importing torch costs the driver seconds before the first trial starts; only the
+    workers train."""
+    code = ("import sys, mlsweep.cli, mlsweep.orchestrator as o; from mlsweep.progress import "
+            "SweepProgress; o._versions(); o.make_writer('run', 's', {}, {}, SweepProgress(0)); "
+            "from ray import tune; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_failing_trial_is_retried_then_recorded_while_others_complete(tmp_path: Path) -> None:
     data = load_yaml("smoke.yaml")
     data["parameters"].update(loss={"value": "triplet"}, seed={"value": 0},
@@ -99,6 +146,9 @@ def test_failing_trial_is_retried_then_recorded_while_others_complete(tmp_path: 
     trials = read_results(str(tmp_path / "smoke"), "trials").set_index("fail_at_epoch")
     assert trials.loc[2, "status"] == "failed" and trials.loc[2, "attempts"] == 2
     assert "fail_at_epoch=2: failing on purpose" in trials.loc[2, "error"]
+    # The epoch trained before the failure still reaches the epochs table.
+    epochs = read_results(str(tmp_path / "smoke"), "epochs")
+    assert epochs[epochs["fail_at_epoch"] == 2]["epoch"].tolist() == [1]
     assert trials.loc[0, "status"] == "completed" and pd.isna(trials.loc[0, "error"])
     # Failed trials are not retried by a plain relaunch, only with --retry-failed.
     assert run(data, tmp_path).launched == 0

@@ -1,11 +1,8 @@
-"""How greedily a loss optimises: active terms, gradient sizes, and how fast the loss falls."""
+"""How greedily a loss optimises: active terms and gradient sizes, per step. (How fast the
+loss falls, per trial, is mlsweep.trainer.summary.loss_decay.)"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -14,24 +11,6 @@ from mlsweep.trainer import registry
 
 ACTIVE_THRESHOLD = 1e-6
 HELD_LIMIT = 1 << 22  # elements of loss terms and embedding gradients held before reducing
-
-
-def loss_decay(train_loss: Sequence[float]) -> dict[str, float | None]:
-    """First epochs (1-based) whose loss is ≤ 50% / 10% of epoch 1's (None if never), and the
-    slope of log(train_loss) over epochs (least squares; NaN when undefined)."""
-    losses = np.asarray(train_loss, dtype=float)
-
-    def first_below(share: float) -> int | None:
-        if not len(losses):
-            return None
-        hits = np.nonzero(losses <= share * losses[0])[0]
-        return int(hits[0]) + 1 if len(hits) else None
-
-    positive = np.isfinite(losses) & (losses > 0)
-    slope = (float(np.polyfit(np.nonzero(positive)[0] + 1.0, np.log(losses[positive]), 1)[0])
-             if positive.sum() >= 2 else math.nan)
-    return {"loss_half_epoch": first_below(0.5), "loss_tenth_epoch": first_below(0.1),
-            "loss_decay_rate": slope}
 
 
 def _segment_sums(values: Tensor, lengths: list[int]) -> Tensor:

@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mlsweep.diagnostics import REPORTERS, EvalContext, Reporter, StepContext, loss_decay
+from mlsweep.diagnostics import REPORTERS, EvalContext, Reporter, StepContext
 from mlsweep.spec import validate_settings
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.losses import build_loss
 from mlsweep.trainer.models import build_model
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
+from mlsweep.trainer.summary import summarize
 
 EVAL_BATCH = 1024
 EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
@@ -191,32 +192,3 @@ def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) 
             "wall_s": time.perf_counter() - t0, "device": str(trainer.device),
             "node": socket.gethostname()}
     return TrialResult(pd.DataFrame(records), pd.DataFrame(all_steps), summarize(records, meta))
-
-
-def summarize(records: list[dict[str, Any]], meta: Mapping[str, Any], error: str | None = None,
-              ) -> dict[str, Any]:
-    """Per-trial values from the epoch records: status, final_<metric>, loss decay, and `meta`
-    (when and where it ran). Shared by run_trial and the sweep's driver, which sees only the
-    streamed records. `error` marks a failed trial."""
-    epochs = pd.DataFrame(records)
-    last_loss = records[-1]["train_loss"] if records else math.nan
-    if error is not None:
-        status = "failed"
-    elif records and not math.isfinite(last_loss):
-        status, error = "diverged", f"non-finite train loss at epoch {records[-1]['epoch']}"
-    else:
-        status = "completed"
-    return {
-        "status": status,
-        "error": error,
-        "epochs_run": len(records),
-        **meta,
-        **final_values(epochs),
-        **loss_decay(epochs["train_loss"].tolist() if len(epochs) else []),
-    }
-
-
-def final_values(epochs: pd.DataFrame) -> dict[str, float]:
-    """`final_<metric>`: each epoch metric's last recorded value (eval metrics may skip epochs)."""
-    return {f"final_{col}": (float(vals.iloc[-1]) if len(vals := epochs[col].dropna()) else math.nan)
-            for col in epochs.columns if col != "epoch"}
