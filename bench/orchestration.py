@@ -1,8 +1,9 @@
-"""`mlsweep launch` vs a plain Ray Tune script vs the same trials in one process.
+"""`mlsweep launch` vs a plain Ray Tune script vs the same trials in one process (and in two
+bare processes, half each: what the machine gives two trial streams without any orchestration).
 
 Each variant is a fresh subprocess (its own Python and, for the two Ray variants, its own
 embedded local Ray), timed from outside: the wall clock a user waits. The variants take turns
-within each repeat, so a busy machine slows all three alike.
+within each repeat, so a busy machine slows all of them alike.
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ def planned_configs(sweep: Path) -> list[dict]:
     return [trial["config"] for trial in json.loads(out)["trials"]]
 
 
+TWO_PROCESSES = "two processes, half each (no Ray)"
+
+
 def variants(sweep: Path, configs_file: Path, storage: Path) -> dict[str, list[str]]:
+    halves = [configs_file.with_suffix(f".{i}.json") for i in (0, 1)]
+    both = " & ".join(f"{PYTHON} -m bench.sequential {half}" for half in halves)
     return {
         "mlsweep launch": [MLSWEEP, "launch", str(sweep), "--storage", str(storage / "launch")],
         "plain Ray Tune": [PYTHON, "-m", "bench.plain_tune", str(configs_file),
                            "--storage", str(storage / "plain")],
         "sequential run_trial": [PYTHON, "-m", "bench.sequential", str(configs_file)],
+        # What two cores give two one-thread trial streams with no orchestration at all.
+        TWO_PROCESSES: ["bash", "-c", f"{both} & wait -n && wait -n"],
     }
 
 
@@ -51,6 +59,8 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
     n = len(configs)
     configs_file = tmp / "configs.json"
     configs_file.write_text(json.dumps(configs))
+    for i in (0, 1):
+        configs_file.with_suffix(f".{i}.json").write_text(json.dumps(configs[i::2]))
     times: dict[str, list[float]] = {}
     for r in range(repeat):
         storage = tmp / f"repeat-{r}"
@@ -71,9 +81,12 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
                              f"{median(values) / n:.2f}", f"{ratios[name]:.2f}"])
     section.targets += [Target("launch / sequential", ratios["sequential run_trial"], 0.6),
                         Target("launch / plain Tune", ratios["plain Ray Tune"], 1.1)]
-    launch, plain, sequential = (median(times[name]) for name in times)
+    launch, plain, sequential, two = (median(times[name]) for name in times)
     section.notes += [
         f"per-trial overhead of launch over plain Tune: (launch - plain) / n = {(launch - plain) / n:+.2f} s",
         f"per-trial overhead over ideal 2-way parallel: (launch - sequential / 2) / n = "
-        f"{(launch - sequential / 2) / n:+.2f} s"]
+        f"{(launch - sequential / 2) / n:+.2f} s",
+        f"per-trial overhead over two bare processes: (launch - two processes) / n = "
+        f"{(launch - two) / n:+.2f} s",
+        f"the machine's own 2-way bound: two processes / sequential = {two / sequential:.2f}"]
     return section

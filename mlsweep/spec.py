@@ -177,7 +177,7 @@ def _check_nested(data: dict[str, Any]) -> Iterator[str]:
 def _check_claims(claims: Any) -> Iterator[str]:
     if claims is None:
         return
-    from mlsweep.analysis import load_claims
+    from mlsweep.claims import load_claims
 
     try:
         load_claims(claims)
