@@ -41,15 +41,15 @@ TWO_PROCESSES = "two processes, half each (no Ray)"
 
 
 def variants(sweep: Path, configs_file: Path, storage: Path) -> dict[str, list[str]]:
-    halves = [configs_file.with_suffix(f".{i}.json") for i in (0, 1)]
-    both = " & ".join(f"{PYTHON} -m bench.sequential {half}" for half in halves)
+    half = [f"{PYTHON} -m bench.sequential {configs_file.with_suffix(f'.{i}.json')}" for i in (0, 1)]
+    both = f"{half[0]} & first=$!; {half[1]} & second=$!; wait $first && wait $second"
     return {
         "mlsweep launch": [MLSWEEP, "launch", str(sweep), "--storage", str(storage / "launch")],
         "plain Ray Tune": [PYTHON, "-m", "bench.plain_tune", str(configs_file),
                            "--storage", str(storage / "plain")],
         "sequential run_trial": [PYTHON, "-m", "bench.sequential", str(configs_file)],
         # What two cores give two one-thread trial streams with no orchestration at all.
-        TWO_PROCESSES: ["bash", "-c", f"{both} & wait -n && wait -n"],
+        TWO_PROCESSES: ["bash", "-c", both],
     }
 
 
