@@ -72,6 +72,7 @@ def _root(
 ) -> None:
     """Ray Tune sweeps for deep metric learning: plan, train, launch, analyze, report."""
 
+SHOWN_EPOCHS = 4  # evaluated epochs `mlsweep train` tabulates at the end: a terminal's width
 
 SWEEP_ARG = typer.Argument(..., help="The sweep file (YAML).", exists=False, dir_okay=False)
 
@@ -162,9 +163,14 @@ def train(
                    "epochs": result.epochs.to_dict("records")}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
-    table = result.epochs.set_index("epoch").T
+    epochs = result.epochs.set_index("epoch")
+    evaluated = epochs.index[epochs["eval_s"].notna()] if "eval_s" in epochs else epochs.index[-1:]
+    table = epochs.loc[evaluated[-SHOWN_EPOCHS:]].T  # metrics as rows: fits a terminal
     print_table([{"metric": name, **{str(e): v for e, v in row.items()}} for name, row in table.iterrows()],
-                ["metric", *map(str, table.columns)], title="epoch records")
+                ["metric", *map(str, table.columns)],
+                title="every column at the evaluated epochs" + (
+                    f" (the last {SHOWN_EPOCHS}; all of them: --format json or --out)"
+                    if len(evaluated) > SHOWN_EPOCHS else ""))
     out.print(f"status: {result.summary['status']}   wall: {result.summary['wall_s']:.1f}s"
               + (f"   results: {out_dir}" if out_dir else ""))
 

@@ -218,6 +218,10 @@ def test_train_runs_one_trial_and_writes_its_tables(tmp_path: Path) -> None:
                                  "--set", "hidden_sizes=[16]", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "epoch   2" in result.stdout and "map_at_r" in result.stdout
+    # The closing table has every epoch column, each on its own line (metrics as rows).
+    lines = result.stdout.splitlines()
+    for column in registry.EPOCH_METRICS:
+        assert any(line.split()[:1] == [column] for line in lines), column
     assert "status: completed" in result.stdout
     assert len(read_results(str(tmp_path), "epochs")) == 2
 
