@@ -9,7 +9,8 @@ from pathlib import Path
 from bench.common import PYTHON, ROOT, Section, bench_env
 
 FIGURES = {"write the run": r"wrote .* in ([\d.]+) s",
-           "read results (trials + epochs)": r"read results .*?([\d.]+) s",
+           "first read of the files (builds the cache)": r"first read .*?: *([\d.]+) s",
+           "read results (trials + epochs), cached": r"read results .*?([\d.]+) s",
            "analyze, reading included": r"analyze, reading included: *([\d.]+) s",
            "of which statistics + writing": r"statistics \+ writing: ~ *([\d.]+) s"}
 
