@@ -333,11 +333,13 @@ def _mean_ci(x: np.ndarray, bca: bool, rng: np.random.Generator) -> tuple[np.nda
         draws = rng.integers(0, n, (N_RESAMPLES, n))  # scipy's draw: one set for all rows
         counts = np.zeros((N_RESAMPLES, n))
         np.add.at(counts, (np.arange(N_RESAMPLES)[:, None], draws), 1.0)
-        theta_b = (x[rows] @ counts.T) / n
+        chunk = x[rows]
+        theta = chunk.sum(axis=1, keepdims=True) / n
+        theta_b = (chunk @ counts.T) / n
         # A resample that is a permutation of the row has exactly the row's mean; summed in
         # another order it could land an ulp either side and tip BCa's bias estimate.
-        theta_b[:, (counts == 1).all(axis=1)] = x[rows].sum(axis=1, keepdims=True) / n
-        levels = _bca_levels(x[rows], theta_b) if bca else np.broadcast_to(
+        theta_b[:, (counts == 1).all(axis=1)] = theta
+        levels = _bca_levels(chunk, theta, theta_b) if bca else np.broadcast_to(
             [[_ALPHA], [1 - _ALPHA]], (2, len(theta_b)))
         theta_b.sort(axis=1)
         low, high = (_linear_quantile(theta_b, level) for level in levels)
@@ -346,12 +348,12 @@ def _mean_ci(x: np.ndarray, bca: bool, rng: np.random.Generator) -> tuple[np.nda
     return np.concatenate(lows), np.concatenate(highs)
 
 
-def _bca_levels(x: np.ndarray, theta_b: np.ndarray) -> np.ndarray:
+def _bca_levels(x: np.ndarray, theta: np.ndarray, theta_b: np.ndarray) -> np.ndarray:
     """Per row, the BCa-adjusted quantile levels of the bootstrap distribution (Efron and
     Tibshirani 1993, 14.3 and 15.4; as scipy computes them): bias z0 from the share of
-    resampled means below the mean, acceleration from the jackknife (leave-one-out means)."""
+    resampled means below the row's mean `theta`, acceleration from the jackknife
+    (leave-one-out means)."""
     n = x.shape[1]
-    theta = x.sum(axis=1, keepdims=True) / n
     share = ((theta_b < theta).sum(axis=1) + (theta_b <= theta).sum(axis=1)) / (2 * theta_b.shape[1])
     z0 = special.ndtri(share)
     jackknife = (x.sum(axis=1, keepdims=True) - x) / (n - 1)

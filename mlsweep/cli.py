@@ -72,6 +72,7 @@ def _root(
 ) -> None:
     """Ray Tune sweeps for deep metric learning: plan, train, launch, analyze, report."""
 
+
 SHOWN_EPOCHS = 4  # evaluated epochs `mlsweep train` tabulates at the end: a terminal's width
 
 SWEEP_ARG = typer.Argument(..., help="The sweep file (YAML).", exists=False, dir_okay=False)
@@ -369,7 +370,6 @@ def report(
               markup=False, highlight=False)
     for path in result.pngs:
         out.print(f"  {path}", markup=False, highlight=False)
-
 
 
 def main() -> None:
