@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlsweep.analysis import analyze
+from mlsweep.catalog import EPOCH_METRICS
 from mlsweep.results import read_results
-from mlsweep.trainer.registry import EPOCH_METRICS
 
 DATASETS = ("synthetic", "digits", "mnist", "fashion_mnist", "cifar10")
 LRS = (1e-4, 3e-4, 1e-3, 3e-3)

@@ -22,9 +22,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from bench.common import Section, Target, log, median
+from mlsweep.catalog import resolve
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.loop import _Trainer
-from mlsweep.trainer.settings import resolve
 
 CIFAR_TEST = 1000  # test_batch size; it is not trained on
 Rates = tuple[float, float]  # samples per wall second, per CPU second

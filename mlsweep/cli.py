@@ -109,18 +109,34 @@ def plan(
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs, each value read as YAML (numbers, booleans, lists)."""
+    """`key=value` pairs, each value read as YAML, as a sweep file's `{value: ...}` would be."""
     import yaml
 
     settings: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise UserError(f"--set {pair!r}: expected key=value, e.g. --set epochs=5")
+        if key in settings:
+            raise UserError(f"--set {key}: given twice")
         try:
-            settings[key.strip()] = yaml.safe_load(raw)
+            settings[key] = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise UserError(f"--set {pair!r}: the value is not valid YAML") from None
+            raise UserError(f"--set {key}: the value {raw!r} is not valid YAML") from None
+    return settings
+
+
+def _train_settings(sets: list[str], options: dict[str, str | None]) -> dict[str, Any]:
+    """`--set` pairs with `--loss` / `--dataset` merged in; the two ways of giving one setting
+    must agree."""
+    settings = _parse_sets(sets)
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in settings and settings[key] != value:
+            raise UserError(f"--{key} {value} and --set {key}={settings[key]} disagree: give one")
+        settings[key] = value
     return settings
 
 
@@ -131,28 +147,46 @@ def _epoch_line(record: dict[str, Any]) -> str:
     return f"epoch {record['epoch']:>3}  " + "  ".join(parts) + f"  ({record['epoch_s']:.2f}s)"
 
 
-@app.command()
+def _settings_help() -> str:
+    """Every trainer setting with its default and meaning, from the catalog."""
+    from mlsweep.catalog import SETTINGS
+
+    rows = [f"{name} (default {setting.default!r}): {setting.doc}" for name, setting in SETTINGS.items()]
+    return "Settings for --set KEY=VALUE:\n\n" + "\n\n".join(rows)
+
+
+def _names_help(kind: str) -> str:
+    from mlsweep import catalog
+
+    return ", ".join(getattr(catalog, kind))
+
+
+@app.command(epilog=_settings_help())
 @user_errors
 def train(
-    loss: str = typer.Option("triplet", help="Loss (see `mlsweep plan --help` for the registry)."),
-    dataset: str = typer.Option("synthetic", help="Data set."),
-    set_: list[str] = typer.Option([], "--set", help="A trainer setting, key=value (repeatable)."),
+    loss: str | None = typer.Option(None, help=f"Loss (default triplet): {_names_help('LOSSES')}."),
+    dataset: str | None = typer.Option(None, help="Data set (default synthetic): "
+                                       f"{_names_help('DATASETS')}."),
+    set_: list[str] = typer.Option([], "--set", help="A trainer setting, KEY=VALUE (repeatable; "
+                                   "the settings are listed below)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write the trial's Parquet tables here."),
     format: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
     """Run one trial in this process, no Ray: prints each epoch's diagnostics as it ends."""
+    from mlsweep.catalog import trial_id, validate_config
     from mlsweep.results import write_trial
-    from mlsweep.spec import validate_settings
     from mlsweep.trainer.loop import run_trial
-    from mlsweep.trainer.settings import trial_id
 
     if format not in ("table", "json"):
         raise UserError(f"--format: {format!r} is not a format; known: table, json")
-    config = validate_settings({**_parse_sets(set_), "loss": loss, "dataset": dataset}, "mlsweep train")
+    options = {"loss": loss, "dataset": dataset}
+    settings = _train_settings(set_, options)
+    config = validate_config(settings, lambda key: f"--{key}" if options.get(key) else f"--set {key}")
     tid = trial_id(config)
     quiet = format == "json"
     if not quiet:
-        out.print(f"trial {tid}: {loss} on {dataset}, {config['epochs']} epochs, model {config['model']}")
+        out.print(f"trial {tid}: {config['loss']} on {config['dataset']}, {config['epochs']} epochs, "
+                  f"model {config['model']}")
     result = run_trial(config, on_epoch=None if quiet else lambda rec, _: out.print(_epoch_line(rec)))
     if out_dir is not None:
         write_trial(str(out_dir), tid, "train", config, result.summary,

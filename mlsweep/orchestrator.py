@@ -19,16 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from mlsweep import results
+from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
+from mlsweep.diagnostics.summary import summarize
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
 from mlsweep.spec import Sweep, Trial, expand
-from mlsweep.trainer.registry import EPOCH_METRICS
-from mlsweep.trainer.settings import resolve, trial_id
-from mlsweep.trainer.summary import summarize
-
-# Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
@@ -249,6 +244,9 @@ def _ensure_ray(address: str | None, verbose: bool) -> bool:
     """Connect to Ray (embedded local by default); True when this call started it."""
     import ray
 
+    # Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return False
     # Quiet by default: failed trials are recorded and summarised, not dumped as tracebacks.
@@ -341,11 +339,11 @@ def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbo
     with progress:
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                            run_config=run_config)
-        result_grid = tuner.fit()
+        tuner.fit()
     summary.elapsed_s = time.perf_counter() - t0
     summary.by_status = dict(progress.by_status)
     finished = sum(summary.by_status.values())
-    return finished < n_samples or bool(getattr(result_grid, "_experiment_interrupted", False))
+    return finished < n_samples
 
 
 def _optuna() -> Any:

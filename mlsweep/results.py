@@ -2,7 +2,8 @@
 
 Each trial's rows are one file per table (`results/<table>/<trial_id>.parquet`), written to a
 temporary name and renamed, so a reader or a crash never sees half a file, and a folder reads
-as one table with pandas, polars, duckdb or pyarrow.dataset.
+as one table with pandas, polars, duckdb or pyarrow.dataset: every file of a table has the
+catalog's columns and types (mlsweep.catalog.tables), absent values as typed nulls.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-TABLES = ("trials", "epochs", "steps")
-STATUSES = ("completed", "failed", "diverged")
+from mlsweep.catalog import COLUMNS, TABLES
+
+_ARROW = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.string(), "json": pa.string(),
+          "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -41,10 +44,6 @@ def join(base: str, *parts: str) -> str:
     """Path joining for folders and URIs; a URI's query (`?endpoint_override=...`) stays last."""
     path, sep, query = base.partition("?") if "://" in base else (base, "", "")
     return "/".join([path.rstrip("/"), *parts]) + sep + query
-
-
-def table_dir(run_dir: str, table: str) -> str:
-    return join(run_dir, "results", table)
 
 
 def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,12 +92,31 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 def write_table(run_dir: str, table: str, trial_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write one trial's rows of `table` atomically (replacing an earlier file of that trial)."""
     fs, base = filesystem(run_dir)
-    # Every key of every row: epochs without evaluation lack the evaluation keys, and
-    # from_pylist alone would take the columns from the first row.
-    keys = list(dict.fromkeys(key for row in rows for key in row))
-    arrow = pa.Table.from_pylist([{key: row.get(key) for key in keys} for row in rows])
+    arrow = to_arrow(table, rows)
     write_atomic(fs, join(base, "results", table, f"{trial_id}.parquet"),
                  lambda stream: pq.write_table(arrow, stream))
+
+
+def schema(table: str, extra: Sequence[str] = ()) -> pa.Schema:
+    """The catalog's columns of `table`; `extra` keys outside the catalog follow as text."""
+    columns = COLUMNS[table]
+    return pa.schema([*((name, _ARROW[kind]) for name, kind in columns.items()),
+                      *((name, pa.string()) for name in extra if name not in columns)])
+
+
+def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows as an Arrow table with the catalog's schema: every column, typed, nulls where a row
+    has no value (a margin-free loss's `margin`, epochs that were not evaluated)."""
+    columns = COLUMNS[table]
+    extra = [key for key in dict.fromkeys(k for row in rows for k in row) if key not in columns]
+    extras = pa.Table.from_pylist([{key: row.get(key) for key in extra} for row in rows]) if extra else None
+    arrays = [pa.array([row.get(name) for row in rows], type=_ARROW[kind])
+              for name, kind in columns.items()]
+    names = list(columns)
+    if extras is not None:  # columns a newer writer added: kept with their own types
+        arrays += extras.columns
+        names += extras.column_names
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -153,4 +171,14 @@ def _merged(fs: pafs.FileSystem, cache: str, folder: str, files: dict[str, str])
 
 def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
     with fs.open_input_file(path) as stream:
-        return pq.read_table(stream)
+        arrow = pq.read_table(stream)
+    return _upgrade(arrow, path.rsplit("/", 2)[-2])
+
+
+def _upgrade(arrow: pa.Table, table: str) -> pa.Table:
+    """A file written before 0.2, read as today's: its steps' per-step value was `loss`."""
+    names = arrow.column_names
+    if table == "steps" and "batch_loss" not in names and "loss" in names \
+            and pa.types.is_floating(arrow.schema.field("loss").type):
+        return arrow.rename_columns(["batch_loss" if n == "loss" else n for n in names])
+    return arrow

@@ -11,13 +11,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlsweep.catalog import EPOCH_METRICS, NESTED, SETTINGS, param_problems, parse_setting, resolve, trial_id
 from mlsweep.errors import UserError
-from mlsweep.trainer import registry
-from mlsweep.trainer.settings import NESTED, SETTINGS, resolve, trial_id
 
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"  # no leading dot: not ".", "..", hidden
-NUMERIC_SETTINGS = ("margin", "lr", "weight_decay", "test_size", "epochs", "batch_size",
-                    "embedding_dim", "m_per_class")
+NUMERIC_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.numeric)
 
 
 class _Strict(BaseModel):
@@ -68,8 +66,8 @@ class Metric(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in registry.EPOCH_METRICS:
-            raise ValueError(f"{name!r} is not a metric; known: {', '.join(registry.EPOCH_METRICS)}")
+        if name not in EPOCH_METRICS:
+            raise ValueError(f"{name!r} is not a metric; known: {', '.join(EPOCH_METRICS)}")
         return name
 
 
@@ -153,9 +151,9 @@ def _check_parameters(method: str, parameters: dict[str, Parameter]) -> Iterator
         many = "values" in param.model_fields_set
         for i, value in enumerate(param.choices):
             try:
-                SETTINGS[name].adapter.validate_python(value)
-            except ValidationError as err:
-                yield from _pydantic_lines(err, f"{where}.values[{i}]" if many else f"{where}.value")
+                parse_setting(name, value)
+            except ValueError as err:
+                yield f"{where}.values[{i}]: {err}" if many else f"{where}.value: {err}"
 
 
 def _check_nested(data: dict[str, Any]) -> Iterator[str]:
@@ -167,11 +165,10 @@ def _check_nested(data: dict[str, Any]) -> Iterator[str]:
             if name not in known:
                 yield f"{key}.{name}: not a {key.split('_')[0]}; known: {', '.join(known)}"
                 continue
-            allowed = known[name].params
-            for param in params if isinstance(params, dict) else ():
-                if param not in allowed:
-                    yield (f"{key}.{name}.{param}: unknown; known: "
-                           f"{', '.join(allowed) or f'none ({name} takes no parameters)'}")
+            if not isinstance(params, dict):
+                continue  # a type error the model already reported
+            for where, problem in param_problems(params, name, key):
+                yield f"{key}.{name}{where}: {problem}"
 
 
 def _check_claims(claims: Any) -> Iterator[str]:
@@ -214,15 +211,6 @@ def validate(data: Any, source: str = "<sweep>") -> Sweep:
     if problems:
         raise UserError(*(f"{source}: {line}" for line in problems))
     return sweep
-
-
-def validate_settings(settings: dict[str, Any], source: str) -> dict[str, Any]:
-    """Check single trainer settings (as `mlsweep train --set` gives them) and resolve them."""
-    params = {name: Parameter(value=value) for name, value in settings.items() if name not in NESTED}
-    problems = list(_check_parameters("grid", params))
-    if problems:
-        raise UserError(*(f"{source}: {line}" for line in problems))
-    return resolve(settings)
 
 
 def load_sweep(path: str | Path) -> Sweep:

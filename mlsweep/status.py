@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlsweep import results
+from mlsweep.catalog import STATUSES
 from mlsweep.errors import UserError
 
 
@@ -26,7 +27,7 @@ def run_status(run_dir: str, slowest: int = 5) -> RunStatus:
     with fs.open_input_stream(manifest) as stream:
         planned = set(json.loads(stream.readall())["trials"])
     trials = results.read_results(run_dir, "trials")
-    counts = {s: 0 for s in results.STATUSES}
+    counts = dict.fromkeys(STATUSES, 0)
     failed: list[dict[str, Any]] = []
     slow: list[dict[str, Any]] = []
     if not trials.empty:

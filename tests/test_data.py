@@ -18,14 +18,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from mlsweep.trainer import registry
-from mlsweep.trainer.data import LOADERS, DataError, DataSplit, load_dataset, make_synthetic
+from mlsweep.trainer.data import DataError, DataSplit, load_dataset, make_synthetic
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
-
-
-def test_loaders_match_the_registry() -> None:
-    assert list(LOADERS) == list(registry.DATASETS)
-
 
 # -- synthetic --------------------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlsweep import catalog
+from mlsweep.catalog import resolve
 from mlsweep.diagnostics import retrieval_metrics
-from mlsweep.trainer import registry
 from mlsweep.trainer.data import load_dataset
 from mlsweep.trainer.loop import InjectedFailure, TrialResult, embed, run_trial, seed_everything
 from mlsweep.trainer.models import build_model
-from mlsweep.trainer.settings import resolve
 
 # 10 classes x 30 points of 16-d + 15 outliers: 236 train samples, 4 steps of 64 per epoch.
 TINY: dict[str, Any] = {"dataset": "synthetic", "dataset_params": {"per_class": 30, "dim": 16},
@@ -37,7 +37,7 @@ def test_same_config_same_numbers(loss: str) -> None:
 
 def test_different_seeds_differ() -> None:
     a, b = run(seed=0), run(seed=1)
-    assert not np.allclose(a.steps["loss"], b.steps["loss"])
+    assert not np.allclose(a.steps["batch_loss"], b.steps["batch_loss"])
     assert a.epochs["map_at_r"].iloc[-1] != b.epochs["map_at_r"].iloc[-1]
 
 
@@ -91,22 +91,22 @@ def test_a_digits_trial_learns() -> None:
 
 def test_all_diagnostics_give_every_epoch_column() -> None:
     result = run(eval_every=1)
-    assert set(registry.EPOCH_METRICS) <= set(result.epochs.columns)
-    assert result.epochs[list(registry.EPOCH_METRICS)].notna().all().all()
-    assert set(result.steps.columns) == {"epoch", "step", "loss", "active_ratio", "grad_norm",
-                                         "emb_grad_norm", "n_terms"}
+    assert set(catalog.EPOCH_METRICS) <= set(result.epochs.columns)
+    assert result.epochs[list(catalog.EPOCH_METRICS)].notna().all().all()
+    assert set(result.steps.columns) == {"epoch", "step", *catalog.STEP_COLUMNS}
+    assert catalog.STEP_COLUMNS == ("batch_loss", "active_ratio", "grad_norm", "emb_grad_norm", "n_terms")
 
 
 def test_only_the_selected_reporters_columns() -> None:
     result = run(diagnostics=["variance"])
-    assert set(result.epochs.columns) == {"epoch", *registry.BASE_METRICS, "eval_s",
-                                          *registry.DIAGNOSTICS["variance"]}
-    assert set(result.steps.columns) == {"epoch", "step", "loss"}
+    assert set(result.epochs.columns) == {"epoch", *catalog.BASE_METRICS, "eval_s",
+                                          *catalog.REPORTERS["variance"].columns}
+    assert set(result.steps.columns) == {"epoch", "step", "batch_loss"}
 
 
 def test_eval_every_skips_epochs_but_not_the_last() -> None:
     epochs = run(epochs=5, eval_every=2).epochs.set_index("epoch")
-    eval_columns = [*registry.DIAGNOSTICS["variance"], *registry.DIAGNOSTICS["retrieval"],
+    eval_columns = [*catalog.REPORTERS["variance"].columns, *catalog.REPORTERS["retrieval"].columns,
                     "eval_s"]
     assert epochs.loc[[1, 3], eval_columns].isna().all().all()
     assert epochs.loc[[2, 4, 5], eval_columns].notna().all().all()  # 5: the last, always
@@ -118,7 +118,7 @@ def test_summary_final_values_and_loss_decay() -> None:
     summary, epochs = result.summary, result.epochs
     assert summary["status"] == "completed" and summary["error"] is None
     assert summary["epochs_run"] == 4
-    for metric in registry.EPOCH_METRICS:
+    for metric in catalog.EPOCH_METRICS:
         assert summary[f"final_{metric}"] == epochs[metric].dropna().iloc[-1]
     losses = epochs["train_loss"].to_numpy()
     half = next((i + 1 for i, v in enumerate(losses) if v <= 0.5 * losses[0]), None)
@@ -137,9 +137,9 @@ def test_steps_table_one_row_per_step() -> None:
     assert steps["step"].tolist() == list(range(1, len(steps) + 1))
     assert steps["epoch"].tolist() == [e for e in (1, 2, 3) for _ in range(per_epoch)]
     # The epoch record is the mean of its steps.
-    means = steps.groupby("epoch")[["loss", "active_ratio", "grad_norm", "emb_grad_norm"]].mean()
+    means = steps.groupby("epoch")[["batch_loss", "active_ratio", "grad_norm", "emb_grad_norm"]].mean()
     epochs = result.epochs.set_index("epoch")
-    assert np.allclose(means["loss"], epochs["train_loss"])
+    assert np.allclose(means["batch_loss"], epochs["train_loss"])
     for column in ("active_ratio", "grad_norm", "emb_grad_norm"):
         assert np.allclose(means[column], epochs[column])
     assert (steps["n_terms"] > 0).all() and steps["active_ratio"].between(0, 1).all()

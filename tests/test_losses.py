@@ -14,16 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlsweep.trainer import registry
+from mlsweep import catalog
+from mlsweep.catalog import resolve
 from mlsweep.trainer.losses import (
-    BUILDERS,
     LossOutput,
     build_loss,
     mine,
     random_triplets,
     triplets_to_pairs,
 )
-from mlsweep.trainer.settings import resolve
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 1])
 NUM_CLASSES, DIM = 4, 6
@@ -152,11 +151,7 @@ def test_ccl_matches_its_formula() -> None:
 # -- every registered loss ---------------------------------------------------------------------
 
 
-def test_builders_match_the_registry() -> None:
-    assert set(BUILDERS) == set(registry.LOSSES)
-
-
-@pytest.mark.parametrize("name", list(registry.LOSSES))
+@pytest.mark.parametrize("name", list(catalog.LOSSES))
 def test_every_loss_gives_finite_scalar_terms_and_gradients(name: str) -> None:
     loss_fn = loss_for(name)
     emb = batch(5)
@@ -168,13 +163,13 @@ def test_every_loss_gives_finite_scalar_terms_and_gradients(name: str) -> None:
     out.loss.backward()
     assert emb.grad is not None and torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
     params = list(loss_fn.parameters())
-    assert bool(params) == registry.LOSSES[name].has_parameters
+    assert bool(params) == catalog.LOSSES[name].has_parameters
     for p in params:
         assert p.grad is not None and p.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", [n for n, info in registry.LOSSES.items() if "miner" in info.uses])
-@pytest.mark.parametrize("miner", list(registry.MINERS))
+@pytest.mark.parametrize("name", [n for n, info in catalog.LOSSES.items() if "miner" in info.uses])
+@pytest.mark.parametrize("miner", list(catalog.MINERS))
 def test_mining_losses_run_with_every_miner(name: str, miner: str) -> None:
     emb = batch(6)
     out = loss_for(name, miner=miner, margin=0.5)(emb, LABELS, gen())

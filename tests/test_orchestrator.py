@@ -17,10 +17,9 @@ import pytest
 import yaml
 from conftest import ROOT, load_yaml, write_sweep
 
-from mlsweep import orchestrator, read_results
+from mlsweep import catalog, orchestrator, read_results
 from mlsweep.orchestrator import EpochBatcher, launch
 from mlsweep.spec import expand, validate
-from mlsweep.trainer import registry
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -44,10 +43,10 @@ def test_smoke_sweep_writes_every_table(smoke_run) -> None:
     trials = read_results(str(run_dir), "trials")
     assert sorted(trials["trial_id"]) == sorted(expected)  # one row per trial
     assert set(TRIAL_COLUMNS) <= set(trials.columns)
-    assert {f"final_{m}" for m in registry.EPOCH_METRICS} <= set(trials.columns)
+    assert {f"final_{m}" for m in catalog.EPOCH_METRICS} <= set(trials.columns)
     assert (trials["status"] == "completed").all() and (trials["attempts"] == 1).all()
     epochs = read_results(str(run_dir), "epochs")
-    assert set(registry.EPOCH_METRICS) <= set(epochs.columns)
+    assert set(catalog.EPOCH_METRICS) <= set(epochs.columns)
     assert len(epochs) == 4 * data["parameters"]["epochs"]["value"]
     assert all(sorted(group) == [1, 2] for _, group in epochs.groupby("trial_id")["epoch"])
     steps = read_results(str(run_dir), "steps")

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from mlsweep import catalog
+from mlsweep.catalog import SETTINGS, resolve, trial_id
 from mlsweep.cli import app
 from mlsweep.spec import expand, validate
-from mlsweep.trainer import registry
-from mlsweep.trainer.settings import SETTINGS, resolve, trial_id
 
 runner = CliRunner()
 
@@ -69,7 +69,7 @@ def test_loss_params_reach_only_their_loss() -> None:
 def test_trial_id_is_stable_across_processes_and_key_order() -> None:
     config = expand(validate(load_yaml("smoke.yaml")))[0].config
     shuffled = dict(reversed(list(config.items())))
-    code = ("import json, sys; from mlsweep.trainer.settings import trial_id; "
+    code = ("import json, sys; from mlsweep.catalog import trial_id; "
             "print(trial_id(json.loads(sys.stdin.read())))")
     other = subprocess.run([sys.executable, "-c", code], input=json.dumps(shuffled), text=True,
                            capture_output=True, check=True, env={"PYTHONHASHSEED": "123"})
@@ -84,7 +84,7 @@ def test_resolve_is_idempotent() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    losses=st.lists(st.sampled_from(sorted(registry.LOSSES)), min_size=1, max_size=4, unique=True),
+    losses=st.lists(st.sampled_from(sorted(catalog.LOSSES)), min_size=1, max_size=4, unique=True),
     datasets=st.lists(st.sampled_from(["synthetic", "digits"]), min_size=1, max_size=2, unique=True),
     margins=st.lists(st.floats(0, 2, allow_nan=False), min_size=1, max_size=3, unique=True),
     seeds=st.lists(st.integers(0, 100), min_size=1, max_size=4, unique=True),
@@ -94,7 +94,7 @@ def test_expansion_counts(losses: list[str], datasets: list[str], margins: list[
     data = {"name": "p", "parameters": {"loss": {"values": losses}, "dataset": {"values": datasets},
                                         "margin": {"values": margins}, "seed": {"values": seeds}}}
     trials = expand(validate(data))
-    per_loss = [len(margins) if "margin" in registry.LOSSES[loss].uses else 1 for loss in losses]
+    per_loss = [len(margins) if "margin" in catalog.LOSSES[loss].uses else 1 for loss in losses]
     assert len(trials) == sum(per_loss) * len(datasets) * len(seeds)
     assert len({t.trial_id for t in trials}) == len(trials)
 
@@ -141,7 +141,7 @@ def test_every_problem_is_reported_at_once_one_line_each(tmp_path: Path) -> None
     ({"name": "x", "parameters": {"loss": {"value": "triplet", "values": ["triplet"]}}},
      "parameters.loss: give exactly one of value, values"),
     ({"name": "x", "parameters": {"epochs": {"value": "ten"}}},
-     "parameters.epochs.value: Input should be a valid integer"),
+     "parameters.epochs.value: 'ten' is not a number"),
     ({"name": "x", "parameters": {"dataset": {"values": ["digits", "imagenet"]}}},
      "parameters.dataset.values[1]: 'imagenet' is not a dataset; known: synthetic, digits"),
     ({"name": "x", "method": "bayes", "parameters": {}}, "method: Input should be 'grid' or 'optuna'"),
@@ -220,7 +220,7 @@ def test_train_runs_one_trial_and_writes_its_tables(tmp_path: Path) -> None:
     assert "epoch   2" in result.stdout and "map_at_r" in result.stdout
     # The closing table has every epoch column, each on its own line (metrics as rows).
     lines = result.stdout.splitlines()
-    for column in registry.EPOCH_METRICS:
+    for column in catalog.EPOCH_METRICS:
         assert any(line.split()[:1] == [column] for line in lines), column
     assert "status: completed" in result.stdout
     assert len(read_results(str(tmp_path), "epochs")) == 2

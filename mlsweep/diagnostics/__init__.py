@@ -1,15 +1,29 @@
-"""Diagnostic reporters (DESIGN.md section 5); adding one is one new file and a line here."""
+"""Diagnostic reporters (docs/metrics.md) and the per-trial summary of a trial's epochs.
 
-from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext
-from mlsweep.diagnostics.greediness import GreedinessReporter
-from mlsweep.diagnostics.retrieval import RetrievalReporter, retrieval_metrics
-from mlsweep.diagnostics.variance import VarianceReporter, variance_metrics
-from mlsweep.trainer.summary import loss_decay
+Imported lazily: the sweep's driver reads `mlsweep.diagnostics.summary` without loading torch.
+Adding a reporter is one new module and one entry in mlsweep.catalog.reporters.
+"""
 
-# Keyed like registry.DIAGNOSTICS, which lists each reporter's columns.
-REPORTERS: dict[str, type[Reporter]] = {
-    r.name: r for r in (VarianceReporter, GreedinessReporter, RetrievalReporter)
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "EvalContext": "mlsweep.diagnostics.base",
+    "Reporter": "mlsweep.diagnostics.base",
+    "StepContext": "mlsweep.diagnostics.base",
+    "build_reporters": "mlsweep.diagnostics.base",
+    "retrieval_metrics": "mlsweep.diagnostics.retrieval",
+    "variance_metrics": "mlsweep.diagnostics.variance",
+    "loss_decay": "mlsweep.diagnostics.summary",
+    "summarize": "mlsweep.diagnostics.summary",
 }
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["REPORTERS", "EvalContext", "Reporter", "StepContext", "loss_decay",
-           "retrieval_metrics", "variance_metrics"]
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mlsweep.diagnostics' has no attribute {name!r}")

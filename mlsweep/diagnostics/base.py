@@ -4,9 +4,10 @@ optimiser step) and per evaluation (on embeddings computed once and shared by al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from torch import Tensor, nn
+
+from mlsweep.catalog import REPORTERS, load
 
 
 @dataclass
@@ -31,11 +32,8 @@ class EvalContext:
 
 
 class Reporter:
-    """A diagnostic; subclasses set `name` and `columns` and override what they measure."""
-
-    name: ClassVar[str]
-    step_columns: ClassVar[tuple[str, ...]] = ()
-    eval_columns: ClassVar[tuple[str, ...]] = ()
+    """A diagnostic; subclasses override what they measure. Its catalog entry
+    (mlsweep.catalog.reporters) names it, and the metrics table lists its columns."""
 
     def on_step(self, ctx: StepContext) -> None:
         """Look at one step; keep what `end_epoch` needs (the step's tensors, not numbers)."""
@@ -48,3 +46,8 @@ class Reporter:
 
     def on_eval(self, ctx: EvalContext) -> dict[str, float]:
         return {}
+
+
+def build_reporters(names: list[str]) -> list[Reporter]:
+    """The reporters a trial's `diagnostics:` names, through their catalog entries."""
+    return [load(REPORTERS[name].impl)() for name in names]

@@ -1,5 +1,5 @@
 """How greedily a loss optimises: active terms and gradient sizes, per step. (How fast the
-loss falls, per trial, is mlsweep.trainer.summary.loss_decay.)"""
+loss falls, per trial, is mlsweep.diagnostics.summary.loss_decay.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 from torch import Tensor
 
 from mlsweep.diagnostics.base import Reporter, StepContext
-from mlsweep.trainer import registry
 
 ACTIVE_THRESHOLD = 1e-6
 HELD_LIMIT = 1 << 22  # elements of loss terms and embedding gradients held before reducing
@@ -30,8 +29,6 @@ class GreedinessReporter(Reporter):
     at the epoch's end or when the held tensors exceed HELD_LIMIT elements.
     """
 
-    name = "greediness"
-    step_columns = registry.DIAGNOSTICS["greediness"]
 
     def __init__(self) -> None:
         self.parameters: list[torch.nn.Parameter] | None = None  # a trial's are fixed: list them once

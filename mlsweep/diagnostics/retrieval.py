@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlsweep.catalog import REPORTERS
 from mlsweep.diagnostics.base import EvalContext, Reporter
-from mlsweep.trainer import registry
 
 RECALL_KS = (1, 5, 10)
 KNN_K = 5
@@ -89,7 +89,7 @@ def retrieval_metrics(test_emb: Tensor, test_labels: Tensor, train_emb: Tensor |
     z = F.normalize(test_emb.detach().float(), dim=1)
     if not torch.isfinite(z).all():
         # An overflowing model (finite train loss, non-finite test embeddings): no ranking.
-        return dict.fromkeys(RetrievalReporter.eval_columns, math.nan)
+        return dict.fromkeys(REPORTERS["retrieval"].columns, math.nan)
     largest_class = int(torch.unique(test_labels, return_counts=True)[1].max()) - 1
     hits = _ranked_hits(z, test_labels, max(*RECALL_KS, largest_class))
     out = {**recall_at_k(z, test_labels, hits=hits), **map_at_r(test_labels, hits)}
@@ -101,8 +101,7 @@ def retrieval_metrics(test_emb: Tensor, test_labels: Tensor, train_emb: Tensor |
 
 
 class RetrievalReporter(Reporter):
-    name = "retrieval"
-    eval_columns = registry.DIAGNOSTICS["retrieval"]
+    """`retrieval_metrics` of the test split, the kNN classifier fitted on the train subset."""
 
     def on_eval(self, ctx: EvalContext) -> dict[str, float]:
         return retrieval_metrics(ctx.test_emb, ctx.test_labels, ctx.train_emb, ctx.train_labels)

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mlsweep.diagnostics.base import EvalContext, Reporter
-from mlsweep.trainer import registry
 
 
 def variance_metrics(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
@@ -38,8 +37,7 @@ def variance_metrics(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
 
 
 class VarianceReporter(Reporter):
-    name = "variance"
-    eval_columns = registry.DIAGNOSTICS["variance"]
+    """`variance_metrics` of the test split, and of the train subset with the prefix `train_`."""
 
     def on_eval(self, ctx: EvalContext) -> dict[str, float]:
         test = variance_metrics(ctx.test_emb, ctx.test_labels)

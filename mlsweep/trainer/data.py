@@ -28,9 +28,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from mlsweep.catalog import DATASETS, SETTINGS, load
 from mlsweep.errors import UserError
-from mlsweep.trainer import registry
-from mlsweep.trainer.settings import SETTINGS
 
 # Normalisation of the fine-grained sets, whose backbones are pretrained on ImageNet.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -100,7 +99,7 @@ def load_dataset(config: Mapping[str, Any]) -> DataSplit:
     missing ones take their defaults, so a partial config works too.
     """
     name = config["dataset"]
-    info = registry.DATASETS[name]
+    info = DATASETS[name]
     request = _Request(
         name=name,
         root=_data_root(config.get("data_dir")),
@@ -108,7 +107,7 @@ def load_dataset(config: Mapping[str, Any]) -> DataSplit:
         download=config.get("download", SETTINGS["download"].default),
         split_seed=config.get("split_seed", SETTINGS["split_seed"].default),
     )
-    raw = LOADERS[name](request)
+    raw = load(info.loader)(request)
     train, test = _split_indices(
         raw, name, config.get("split") or info.default_split,
         config.get("test_size", SETTINGS["test_size"].default), request.split_seed)
@@ -236,12 +235,12 @@ def make_synthetic(n_classes: int = 10, per_class: int = 200, dim: int = 128,
     return x.astype(np.float32), y
 
 
-def _load_synthetic(request: _Request) -> _Raw:
+def load_synthetic(request: _Request) -> _Raw:
     x, y = make_synthetic(**request.params, seed=request.split_seed)
     return _Raw(x, y)
 
 
-def _load_digits(request: _Request) -> _Raw:
+def load_digits(request: _Request) -> _Raw:
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
@@ -303,7 +302,7 @@ def _idx_loader(folder_name: str, dataset_class: str) -> Callable[[_Request], _R
 _CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
 
-def _load_cifar10(request: _Request) -> _Raw:
+def load_cifar10(request: _Request) -> _Raw:
     folder = request.root / "cifar-10-batches-py"
     if request.download and not all((folder / f).is_file() for f in _CIFAR_FILES):
         _download(request, "CIFAR10", folder)
@@ -375,7 +374,7 @@ def _read_table(path: Path) -> list[list[str]]:
     return [line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _load_cub200(request: _Request) -> _Raw:
+def load_cub200(request: _Request) -> _Raw:
     folder = request.root / "CUB_200_2011"
     expected = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "images/")
     if not all((folder / f).is_file() for f in expected[:3]):
@@ -395,7 +394,7 @@ def _load_cub200(request: _Request) -> _Raw:
                 mean_std=(IMAGENET_MEAN, IMAGENET_STD))
 
 
-def _load_cars196(request: _Request) -> _Raw:
+def load_cars196(request: _Request) -> _Raw:
     from scipy.io import loadmat
 
     folder = request.root / "stanford_cars"
@@ -419,12 +418,5 @@ def _load_cars196(request: _Request) -> _Raw:
                 fixed_class_split=True, mean_std=(IMAGENET_MEAN, IMAGENET_STD))
 
 
-LOADERS: dict[str, Callable[[_Request], _Raw]] = {
-    "synthetic": _load_synthetic,
-    "digits": _load_digits,
-    "mnist": _idx_loader("MNIST", "MNIST"),
-    "fashion_mnist": _idx_loader("FashionMNIST", "FashionMNIST"),
-    "cifar10": _load_cifar10,
-    "cub200": _load_cub200,
-    "cars196": _load_cars196,
-}
+load_mnist = _idx_loader("MNIST", "MNIST")
+load_fashion_mnist = _idx_loader("FashionMNIST", "FashionMNIST")

@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mlsweep.diagnostics import REPORTERS, EvalContext, Reporter, StepContext
-from mlsweep.spec import validate_settings
+from mlsweep.catalog import validate_config
+from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext, build_reporters
+from mlsweep.diagnostics.summary import summarize
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.losses import build_loss
 from mlsweep.trainer.models import build_model
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
-from mlsweep.trainer.summary import summarize
 
 EVAL_BATCH = 1024
 EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
@@ -103,7 +103,7 @@ class _Trainer:
         self.loss_fn = build_loss(config, self.data.num_classes, config["embedding_dim"]).to(self.device)
         params = [p for p in (*self.model.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
         self.optimizer = make_optimizer(config["optimizer"], params, config["lr"], config["weight_decay"])
-        self.reporters: list[Reporter] = [REPORTERS[name]() for name in config["diagnostics"]]
+        self.reporters: list[Reporter] = build_reporters(config["diagnostics"])
         self.subset = train_subset(len(self.data.y_train), config["train_subset"],
                                    config["split_seed"]).to(self.device)
         cuda = self.device.type == "cuda"
@@ -136,16 +136,16 @@ class _Trainer:
             self.optimizer.step()
             losses.append(out.loss.detach())
         # One device read per column and epoch, not one per step.
-        columns = {"loss": torch.stack(losses).double().tolist()}
+        columns = {"batch_loss": torch.stack(losses).double().tolist()}
         for reporter in self.reporters:
             columns.update(reporter.end_epoch())
         epoch_s = time.perf_counter() - start
         steps = [{"epoch": epoch, "step": self.step + i + 1, **{k: col[i] for k, col in columns.items()}}
                  for i in range(len(batches))]
         self.step += len(batches)
-        record = {"epoch": epoch, "train_loss": float(np.mean(columns["loss"])), "epoch_s": epoch_s,
+        record = {"epoch": epoch, "train_loss": float(np.mean(columns["batch_loss"])), "epoch_s": epoch_s,
                   "samples_per_s": sum(len(b) for b in batches) / epoch_s}
-        record.update({k: _nanmean(col) for k, col in columns.items() if k != "loss"})
+        record.update({k: _nanmean(col) for k, col in columns.items() if k != "batch_loss"})
         return record, steps
 
     def evaluate(self) -> dict[str, float]:
@@ -171,7 +171,7 @@ def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) 
     """Train one trial. `config` is a resolved config (as `mlsweep plan --format json` prints) or
     a partial one, completed with defaults. `on_epoch(record, step_rows)` sees each epoch as it
     ends. A non-finite loss ends the trial as `diverged`; other errors propagate."""
-    cfg = validate_settings(dict(config), "run_trial")
+    cfg = validate_config(config, lambda key: f"run_trial: {key}")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     trainer = _Trainer(cfg)

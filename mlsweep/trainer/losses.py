@@ -7,7 +7,7 @@ greediness diagnostics: the share of terms above 1e-6 is the active ratio.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -18,7 +18,7 @@ from pytorch_metric_learning.reducers import MeanReducer
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor, nn
 
-from mlsweep.trainer import registry
+from mlsweep.catalog import LOSSES, load
 
 Triplets = tuple[Tensor, Tensor, Tensor]
 
@@ -173,24 +173,48 @@ def _pml_output(pml: pml_losses.BaseMetricLossFunction, emb: Tensor, labels: Ten
     return LossOutput(loss, torch.cat(terms) if terms else emb.new_zeros(0))
 
 
-LossBuilder = Callable[[Mapping[str, Any], int, int], nn.Module]
+# Builders, one per catalog entry (mlsweep.catalog.losses names them): the trial's resolved
+# config, the number of train classes and the embedding size in, the loss module out.
 
-BUILDERS: dict[str, LossBuilder] = {
-    "contrastive": lambda c, k, d: ContrastiveLoss(c["margin"], c["miner"]),
-    "triplet": lambda c, k, d: TripletLoss(c["margin"], c["miner"]),
-    "npair": lambda c, k, d: PMLLoss(pml_losses.NPairsLoss()),
-    "infonce": lambda c, k, d: PMLLoss(pml_losses.NTXentLoss(**c["loss_params"])),
-    "supcon": lambda c, k, d: PMLLoss(pml_losses.SupConLoss(**c["loss_params"])),
-    "arcface": lambda c, k, d: PMLLoss(pml_losses.ArcFaceLoss(
-        k, d, margin=c["loss_params"]["margin_deg"], scale=c["loss_params"]["scale"])),
-    "ccl": lambda c, k, d: CenterContrastiveLoss(k, d, **c["loss_params"]),
-    "multi_similarity": lambda c, k, d: PMLLoss(
-        pml_losses.MultiSimilarityLoss(**c["loss_params"]), c["miner"], 0.1),
-    "proxy_anchor": lambda c, k, d: PMLLoss(pml_losses.ProxyAnchorLoss(k, d, **c["loss_params"])),
-}
-assert set(BUILDERS) == set(registry.LOSSES), "every registered loss needs a builder"
+
+def contrastive(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return ContrastiveLoss(c["margin"], c["miner"])
+
+
+def triplet(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return TripletLoss(c["margin"], c["miner"])
+
+
+def npair(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.NPairsLoss())
+
+
+def infonce(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.NTXentLoss(**c["loss_params"]))
+
+
+def supcon(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.SupConLoss(**c["loss_params"]))
+
+
+def arcface(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    params = c["loss_params"]
+    return PMLLoss(pml_losses.ArcFaceLoss(k, d, margin=params["margin_deg"], scale=params["scale"]))
+
+
+def ccl(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return CenterContrastiveLoss(k, d, **c["loss_params"])
+
+
+def multi_similarity(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.MultiSimilarityLoss(**c["loss_params"]), c["miner"],
+                   LOSSES["multi_similarity"].miner_margin)
+
+
+def proxy_anchor(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.ProxyAnchorLoss(k, d, **c["loss_params"]))
 
 
 def build_loss(config: Mapping[str, Any], num_classes: int, embedding_dim: int) -> nn.Module:
     """The trial's loss module; its parameters (proxies, centres) join the optimiser."""
-    return BUILDERS[config["loss"]](config, num_classes, embedding_dim)
+    return load(LOSSES[config["loss"]].builder)(config, num_classes, embedding_dim)

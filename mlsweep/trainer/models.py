@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from mlsweep.catalog import MODELS, load
 from mlsweep.errors import UserError
-from mlsweep.trainer import registry
 
 
 class EmbeddingNet(nn.Module):
@@ -40,7 +40,7 @@ class EmbeddingNet(nn.Module):
         return F.normalize(self.head(self.backbone(x)), dim=1)
 
 
-def mlp(input_shape: Sequence[int], hidden_sizes: Sequence[int]) -> tuple[nn.Module, int]:
+def mlp_backbone(input_shape: Sequence[int], hidden_sizes: Sequence[int]) -> tuple[nn.Module, int]:
     """Fully connected ReLU layers (the seed paper's 128-64 before its 32-d embedding)."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
@@ -50,7 +50,7 @@ def mlp(input_shape: Sequence[int], hidden_sizes: Sequence[int]) -> tuple[nn.Mod
     return nn.Sequential(*layers), width
 
 
-def convnet(input_shape: Sequence[int]) -> tuple[nn.Module, int]:
+def convnet_backbone(input_shape: Sequence[int]) -> tuple[nn.Module, int]:
     """The seed paper's network: conv32-pool-conv64-pool-fc128."""
     channels, height, width = input_shape
     flat = 64 * (height // 4) * (width // 4)
@@ -94,32 +94,44 @@ def resnet(name: str, input_shape: Sequence[int], pretrained: str) -> tuple[nn.M
     return _ThreeChannels(net), features
 
 
-def vit_b_32(input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module, int]:
+def vit_backbone(input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module, int]:
     net = torchvision.models.vit_b_32(weights=_weights("vit_b_32", pretrained))
     features = net.heads.head.in_features
     net.heads = nn.Identity()
     return _ThreeChannels(net, size=224), features
 
 
-BackboneBuilder = Callable[[Mapping[str, Any], Sequence[int]], tuple[nn.Module, int]]
+# Builders, one per catalog entry (mlsweep.catalog.models names them): the trial's resolved
+# config and one sample's shape in, the backbone and its feature size out.
 
-BUILDERS: dict[str, BackboneBuilder] = {
-    "mlp": lambda c, shape: mlp(shape, c["hidden_sizes"]),
-    "convnet": lambda c, shape: convnet(shape),
-    "resnet18": lambda c, shape: resnet("resnet18", shape, c["pretrained"]),
-    "resnet50": lambda c, shape: resnet("resnet50", shape, c["pretrained"]),
-    "vit_b_32": lambda c, shape: vit_b_32(shape, c["pretrained"]),
-}
-assert set(BUILDERS) == set(registry.MODELS), "every registered model needs a builder"
+
+def mlp(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return mlp_backbone(shape, c["hidden_sizes"])
+
+
+def convnet(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return convnet_backbone(shape)
+
+
+def resnet18(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return resnet("resnet18", shape, c["pretrained"])
+
+
+def resnet50(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return resnet("resnet50", shape, c["pretrained"])
+
+
+def vit_b_32(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return vit_backbone(shape, c["pretrained"])
 
 
 def build_model(config: Mapping[str, Any], input_shape: Sequence[int]) -> EmbeddingNet:
     """The trial's network; `pretrained` is none, imagenet (torchvision weights) or a file."""
     name, pretrained = config["model"], config["pretrained"]
-    if name in ("mlp", "convnet") and pretrained == "imagenet":
+    if pretrained == "imagenet" and not MODELS[name].imagenet:
         raise UserError(f"pretrained: imagenet weights exist only for torchvision models, not {name}")
     try:
-        backbone, features = BUILDERS[name](config, input_shape)
+        backbone, features = load(MODELS[name].builder)(config, input_shape)
     except (OSError, RuntimeError) as err:  # weights that cannot be fetched offline
         raise UserError(f"model {name}: cannot load imagenet weights ({err}); place them in "
                         f"{torch.hub.get_dir()}/checkpoints or use pretrained: PATH") from None
