@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from mlsweep.catalog import LOSSES, METRICS
 from mlsweep.errors import UserError
 
 DIRECTIONS = ("greater", "less")
@@ -41,6 +42,11 @@ class Claim:
             raise ClaimsError(f"claim direction {self.direction!r}; allowed: greater, less")
         if self.stat not in STATS:
             raise ClaimsError(f"claim stat {self.stat!r}; allowed: final, mean")
+        for loss in (self.a, self.b):
+            if loss not in LOSSES:
+                raise ClaimsError(f"{loss!r} is not a loss; known: {', '.join(LOSSES)}")
+        if self.metric not in METRICS:
+            raise ClaimsError(f"{self.metric!r} is not a metric; known: {', '.join(METRICS)}")
         if self.a == self.b:
             raise ClaimsError(f"claim compares loss {self.a!r} with itself")
         if not self.name:

@@ -42,6 +42,8 @@ def parse_number(value: Any) -> Any:
         if not _NUMBER.fullmatch(text):
             raise ValueError(f"{value!r} is not a number")
         return float(text) if any(c in text for c in ".eE") else int(text)
+    if not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
     return value
@@ -72,7 +74,9 @@ def _reporters_known(values: list[str]) -> list[str]:
     return values
 
 
-Float = Annotated[float, BeforeValidator(parse_number), Field(allow_inf_nan=False)]
+# A float setting keeps an integer as written (`margin: 1`): converting it would change the trial
+# ids of configs written that way (ids hash the canonical JSON, where 1 and 1.0 differ).
+Float = Annotated[int | float, BeforeValidator(parse_number)]
 Int = Annotated[int, BeforeValidator(_whole)]
 PosInt = Annotated[Int, Field(gt=0)]
 NonNegInt = Annotated[Int, Field(ge=0)]

@@ -1,0 +1,254 @@
+"""The catalog: settings parsed the same way everywhere, ids that hash only what sets numbers,
+entries whose pointers resolve, and imports that run one way."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, load_yaml
+from typer.testing import CliRunner
+
+from mlsweep import catalog
+from mlsweep.catalog import SETTINGS, parse_setting, resolve, trial_id
+from mlsweep.cli import app
+from mlsweep.errors import UserError
+from mlsweep.spec import expand, validate
+
+runner = CliRunner()
+
+# A valid value of every numeric setting, to be written in each way people write numbers.
+VALID = {"margin": 0.5, "seed": 3, "split_seed": 2, "test_size": 0.25, "epochs": 20, "batch_size": 64,
+         "lr": 0.001, "weight_decay": 0.0001, "m_per_class": 4, "embedding_dim": 32, "eval_every": 5,
+         "train_subset": 500, "fail_at_epoch": 0}
+
+
+def spellings(value: float | int) -> list[Any]:
+    """`value` as YAML and command lines give it: plain, scientific, upper-case E, leading dot."""
+    out: list[Any] = [value, str(value), f"{value:e}", f"{value:E}"]
+    if isinstance(value, float) and 0 < value < 1:
+        out.append(str(value).removeprefix("0"))  # ".5"
+    return out
+
+
+def test_every_numeric_setting_of_the_catalog_is_exercised() -> None:
+    assert set(VALID) == {name for name, s in SETTINGS.items() if s.numeric}
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_numeric_settings_take_the_ways_people_write_numbers(name: str) -> None:
+    value = VALID[name]
+    for written in spellings(value):
+        parsed = parse_setting(name, written)
+        assert parsed == pytest.approx(value, rel=1e-12), (name, written)
+        if SETTINGS[name].column == "int64":
+            assert isinstance(parsed, int), (name, written)
+    for bad in ("fast", "1e-3x", "", "nan", "inf", True, [1], {"a": 1}):
+        with pytest.raises(ValueError, match="not a"):
+            parse_setting(name, bad)
+
+
+def test_whole_number_settings_refuse_fractions() -> None:
+    with pytest.raises(ValueError, match="not a whole number"):
+        parse_setting("epochs", ".5")
+    assert parse_setting("epochs", "1e1") == 10
+
+
+def test_a_sweep_file_with_1e_3_plans_and_resolves_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nparameters:\n  lr: {value: 1e-3}\n  margin: {values: [.5, 1E-1]}\n")
+    result = runner.invoke(app, ["plan", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    configs = [t["config"] for t in json.loads(result.stdout)["trials"]]
+    assert [c["lr"] for c in configs] == [0.001, 0.001]
+    assert sorted(c["margin"] for c in configs) == [0.1, 0.5]
+    path.write_text("name: s\nparameters:\n  lr: {value: fast}\n")
+    bad = runner.invoke(app, ["plan", str(path)])
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "error: s.yaml: parameters.lr.value: 'fast' is not a number"
+
+
+def test_set_and_run_trial_parse_numbers_the_same_way() -> None:
+    from mlsweep import run_trial
+
+    tiny = {"dataset": "digits", "epochs": 1, "hidden_sizes": [8], "embedding_dim": 8,
+            "train_subset": 100, "diagnostics": ["greediness"]}
+    result = run_trial({**tiny, "lr": "1e-3", "batch_size": "64"})
+    assert result.summary["status"] == "completed"
+    with pytest.raises(UserError, match=r"^run_trial: lr: 'fast' is not a number$"):
+        run_trial({**tiny, "lr": "fast"})
+    cli = runner.invoke(app, ["train", "--format", "json", "--dataset", "digits", "--set", "lr=1e-3",
+                              "--set", "epochs=1", "--set", "hidden_sizes=[8]",
+                              "--set", "diagnostics=[greediness]"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["config"]["lr"] == 0.001
+    bad = runner.invoke(app, ["train", "--set", "lr=fast"])
+    assert bad.exit_code == 2 and bad.stderr.strip() == "error: --set lr: 'fast' is not a number"
+
+
+# --------------------------------------------------------------------------- --set like a sweep file
+
+
+def train_errors(*args: str) -> tuple[int, list[str]]:
+    result = runner.invoke(app, ["train", *args])
+    return result.exit_code, [ln for ln in result.stderr.splitlines() if ln]
+
+
+def test_set_checks_loss_params_as_a_sweep_file_does() -> None:
+    assert train_errors("--loss", "arcface", "--set", "loss_params={scale:64}") == (
+        2, ["error: --set loss_params.scale:64: unknown; known: margin_deg, scale"])
+    assert train_errors("--loss", "arcface", "--set", "loss_params={bogus: 1}") == (
+        2, ["error: --set loss_params.bogus: unknown; known: margin_deg, scale"])
+    assert train_errors("--loss", "arcface", "--set", "loss_params={scale: big}") == (
+        2, ["error: --set loss_params.scale: 'big' is not a number"])
+
+
+def test_set_and_options_must_agree() -> None:
+    code, lines = train_errors("--set", "dataset=digits", "--dataset", "synthetic")
+    assert code == 2 and lines == ["error: --dataset synthetic and --set dataset=digits disagree: give one"]
+    code, lines = train_errors("--set", "epochs=1", "--set", "epochs=2")
+    assert code == 2 and lines == ["error: --set epochs: given twice"]
+    code, lines = train_errors("--loss", "tripplet")
+    assert code == 2 and lines[0].startswith("error: --loss: 'tripplet' is not a loss; known: ")
+
+
+def test_set_loss_is_the_loss_that_trains() -> None:
+    result = runner.invoke(app, ["train", "--format", "json", "--set", "loss=contrastive", "--dataset",
+                                 "digits", "--set", "epochs=1", "--set", "hidden_sizes=[8]",
+                                 "--set", "diagnostics=[greediness]", "--set", "loss_params={}"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["config"]["loss"] == "contrastive"
+
+
+@pytest.mark.parametrize(("claim", "message"), [
+    ({"a": "tripplet", "b": "contrastive", "metric": "map_at_r"}, "'tripplet' is not a loss"),
+    ({"a": "triplet", "b": "contrastive", "metric": "map_at_rr"}, "'map_at_rr' is not a metric"),
+])
+def test_a_claims_file_naming_an_unknown_loss_or_metric_is_refused(tmp_path: Path, claim: dict[str, str],
+                                                                     message: str) -> None:
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(yaml.safe_dump([claim]))
+    result = runner.invoke(app, ["analyze", str(tmp_path), "--claims", str(claims)])
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- trial ids
+
+
+def test_ids_of_the_smoke_and_quickstart_sweeps_stay() -> None:
+    held = json.loads((Path(__file__).parent / "trial_ids.json").read_text())
+    for name, ids in held.items():
+        assert sorted(t.trial_id for t in expand(validate(load_yaml(name)))) == ids, name
+
+
+def test_where_the_data_lies_never_changes_an_id() -> None:
+    config = expand(validate(load_yaml("smoke.yaml")))[0].config
+    moved = {**config, "data_dir": "/mnt/other-node/data", "download": True}
+    assert trial_id(moved) == trial_id(config)
+    assert trial_id({**config, "lr": 0.01}) != trial_id(config)
+
+
+def test_a_setting_added_later_changes_no_id_at_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = expand(validate(load_yaml("smoke.yaml")))[0].config
+    before = trial_id(config)
+    sets_numbers = replace(SETTINGS["seed"], name="new_knob", default=3, since="0.2")
+    detail = replace(SETTINGS["download"], name="new_detail", since="0.2")
+    monkeypatch.setitem(SETTINGS, "new_knob", sets_numbers)
+    monkeypatch.setitem(SETTINGS, "new_detail", detail)
+    assert trial_id({**config, "new_knob": 3, "new_detail": True}) == before
+    assert trial_id({**config, "new_knob": 4}) != before
+
+
+def test_every_execution_detail_is_outside_the_id() -> None:
+    details = {name for name, s in SETTINGS.items() if not s.sets_numbers}
+    assert {"data_dir", "download"} <= details
+    config = resolve({"dataset": "digits"})
+    for name in details:
+        changed = {**config, name: not config[name] if isinstance(config[name], bool) else "elsewhere"}
+        assert trial_id(changed) == trial_id(config), name
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@pytest.mark.parametrize(("table", "attribute"), [
+    (catalog.LOSSES, "builder"), (catalog.DATASETS, "loader"), (catalog.MODELS, "builder"),
+    (catalog.REPORTERS, "impl")])
+def test_every_entry_points_at_its_implementation(table: dict[str, Any], attribute: str) -> None:
+    for name, info in table.items():
+        assert callable(catalog.load(getattr(info, attribute))), name
+
+
+def test_dataset_defaults_name_catalog_entries() -> None:
+    for info in catalog.DATASETS.values():
+        assert info.default_model in catalog.MODELS and info.default_split in catalog.SPLITS
+        assert not info.colour or info.image
+
+
+def test_every_metric_has_a_direction_only_where_comparable() -> None:
+    for name, metric in catalog.METRICS.items():
+        assert metric.comparable or metric.better is None, name
+        assert metric.reporter is None or metric.reporter in catalog.REPORTERS, name
+    assert not catalog.METRICS["eval_s"].comparable and not catalog.METRICS["train_loss"].comparable
+    assert catalog.METRICS["grad_norm"].better is None and catalog.METRICS["map_at_r"].better == "higher"
+
+
+def test_defaults_are_valid_values_of_their_own_settings() -> None:
+    for name, setting in SETTINGS.items():
+        if setting.default is not None:
+            parsed = parse_setting(name, setting.default)
+            assert parsed == setting.default or (isinstance(parsed, float) and math.isclose(
+                parsed, setting.default)), name
+
+
+# --------------------------------------------------------------------------- import direction
+
+# Each room may import only rooms of a lower layer: the catalog below all, the CLI on top.
+LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runfolder": 4,
+          "diagnostics": 4, "trainer": 5, "progress": 5, "orchestrator": 6, "cluster": 6, "status": 6,
+          "analysis": 7, "report_charts": 7, "report": 8, "cli": 9}
+
+
+def imported_rooms(path: Path) -> set[str]:
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                 else [])
+        rooms |= {n.split(".")[1] for n in names if n.startswith("mlsweep.")}
+    return rooms
+
+
+def test_imports_run_one_way_down_the_layers() -> None:
+    package = ROOT / "mlsweep"
+    against = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).with_suffix("").parts
+        room = parts[0]
+        if room in ("__init__", "__main__"):
+            continue
+        assert room in LAYERS, f"{room}: place the new room in LAYERS"
+        for other in imported_rooms(path) - {room, "__init__"}:
+            assert other in LAYERS, f"{path}: imports the unknown room {other}"
+            if LAYERS[other] >= LAYERS[room]:
+                against.append(f"{path.relative_to(ROOT)} imports {other}")
+    assert not against, against
+
+
+def test_the_catalog_imports_no_torch_and_nothing_above_it() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mlsweep.catalog; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray', 'pandas'}), "
+            "sorted(m for m in sys.modules if m.startswith('mlsweep.') and not m.startswith("
+            "('mlsweep.catalog', 'mlsweep.errors'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []"
