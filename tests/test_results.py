@@ -69,3 +69,94 @@ def test_rows_with_different_keys_keep_every_column(tmp_path: Path) -> None:
                                                 {"trial_id": "a", "epoch": 2, "map_at_r": 0.5}])
     frame = read_results(str(tmp_path), "epochs")
     assert frame["map_at_r"].isna().tolist() == [True, False]
+
+
+# --------------------------------------------------------------------------- one schema per table
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of real trials of a margin loss and a margin-free one, evaluated every
+    other epoch: the files differ in which values exist, never in their columns."""
+    from mlsweep.catalog import resolve, trial_id
+    from mlsweep.results import write_trial
+    from mlsweep.trainer.loop import run_trial
+
+    run = tmp_path_factory.mktemp("mixed")
+    tiny = {"dataset": "digits", "epochs": 3, "eval_every": 2, "hidden_sizes": [8], "embedding_dim": 8,
+            "train_subset": 100, "batch_size": 256}
+    for loss in ("contrastive", "supcon"):
+        config = resolve({**tiny, "loss": loss})
+        result = run_trial(config)
+        write_trial(str(run), trial_id(config), "mixed", config, result.summary,
+                    result.epochs.to_dict("records"), result.steps.to_dict("records"))
+    return run
+
+
+def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    keys = {"trials": ["trial_id"], "epochs": ["trial_id", "epoch"], "steps": ["trial_id", "step"]}[table]
+    return frame.sort_values(keys).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("table", ["trials", "epochs", "steps"])
+def test_every_reader_reads_each_folder_whole(mixed_run: Path, table: str) -> None:
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from mlsweep.catalog import COLUMNS
+
+    folder = mixed_run / "results" / table
+    schemas = {pq.read_schema(f).remove_metadata() for f in folder.glob("*.parquet")}
+    assert len(schemas) == 1 and list(schemas.pop().names) == list(COLUMNS[table])
+    ours = _sorted(read_results(str(mixed_run), table), table)
+    assert ours["loss"].tolist().count("supcon") >= 1 and ours["margin"].isna().any()
+    readers = {
+        "pandas": lambda: pd.read_parquet(folder),
+        "pyarrow.dataset": lambda: ds.dataset(folder).to_table().to_pandas(),
+        "duckdb": lambda: duckdb.sql(f"select * from read_parquet('{folder}/*.parquet')").df(),
+        "polars": lambda: pl.read_parquet(f"{folder}/*.parquet").to_pandas(),
+    }
+    for name, read in readers.items():
+        frame = _sorted(read(), table)
+        assert list(frame.columns) == list(ours.columns), name
+        for column in ours.columns:
+            a, b = ours[column], frame[column]
+            if pd.api.types.is_datetime64_any_dtype(a):
+                assert (pd.to_datetime(a, utc=True) == pd.to_datetime(b, utc=True)).all(), (name, column)
+            else:
+                assert a.astype(object).where(a.notna(), None).tolist() == \
+                    b.astype(object).where(b.notna(), None).tolist(), (name, column)
+
+
+def test_loss_is_the_loss_name_in_every_table(mixed_run: Path) -> None:
+    for table in ("trials", "epochs", "steps"):
+        frame = read_results(str(mixed_run), table)
+        assert set(frame["loss"]) == {"contrastive", "supcon"}, table
+    steps = read_results(str(mixed_run), "steps")
+    assert pd.api.types.is_float_dtype(steps["batch_loss"]) and steps["batch_loss"].notna().all()
+
+
+def test_folders_written_before_the_schema_still_read(tmp_path: Path) -> None:
+    """0.1 wrote each file with its own columns: the step value as `loss`, null-typed columns
+    where a trial had no value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    steps = tmp_path / "results" / "steps"
+    steps.mkdir(parents=True)
+    pq.write_table(pa.table({"trial_id": ["a", "a"], "epoch": [1, 1], "step": [1, 2],
+                             "loss": [0.5, 0.25], "n_terms": [3, 4]}), steps / "a.parquet")
+    pq.write_table(pa.table({"trial_id": ["b"], "epoch": [1], "step": [1], "loss": [0.75],
+                             "margin": pa.array([None], pa.null())}), steps / "b.parquet")
+    frame = read_results(str(tmp_path), "steps").sort_values(["trial_id", "step"])
+    assert frame["batch_loss"].tolist() == [0.5, 0.25, 0.75] and "loss" not in frame
+    trials = tmp_path / "results" / "trials"
+    trials.mkdir()
+    pq.write_table(pa.table({"trial_id": ["a"], "loss": ["supcon"],
+                             "loss_half_epoch": pa.array([None], pa.null())}), trials / "a.parquet")
+    pq.write_table(pa.table({"trial_id": ["b"], "loss": ["triplet"], "loss_half_epoch": [3]}),
+                   trials / "b.parquet")
+    half = read_results(str(tmp_path), "trials").set_index("trial_id")["loss_half_epoch"]
+    assert pd.isna(half["a"]) and half["b"] == 3
