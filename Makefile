@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
 RUN ?= runs/quickstart
 
-.PHONY: install demo test lint bench study clean
+.PHONY: install system-deps demo test lint bench study clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,10 @@ demo: install
 	$(BIN)/mlsweep report $(RUN)
 	@echo "open $(RUN)/report.html"
 
-test: install
+system-deps:  # Chromium and Fashion-MNIST for the tests (apt as root, else one line on what to install)
+	@bash tools/system-deps.sh
+
+test: install system-deps
 	RAY_AUTH_MODE=disabled $(BIN)/pytest
 
 lint: install

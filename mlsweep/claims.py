@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mlsweep.catalog import LOSSES, METRICS
+from mlsweep.catalog import LOSSES, METRICS, not_one_of
 from mlsweep.errors import UserError
 
 DIRECTIONS = ("greater", "less")
@@ -44,9 +44,9 @@ class Claim:
             raise ClaimsError(f"claim stat {self.stat!r}; allowed: final, mean")
         for loss in (self.a, self.b):
             if loss not in LOSSES:
-                raise ClaimsError(f"{loss!r} is not a loss; known: {', '.join(LOSSES)}")
+                raise ClaimsError(not_one_of(loss, LOSSES, "a loss"))
         if self.metric not in METRICS:
-            raise ClaimsError(f"{self.metric!r} is not a metric; known: {', '.join(METRICS)}")
+            raise ClaimsError(not_one_of(self.metric, METRICS, "a metric"))
         if self.a == self.b:
             raise ClaimsError(f"claim compares loss {self.a!r} with itself")
         if not self.name:

@@ -11,7 +11,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlsweep.catalog import EPOCH_METRICS, NESTED, SETTINGS, param_problems, parse_setting, resolve, trial_id
+from mlsweep.catalog import (
+    EPOCH_METRICS,
+    NESTED,
+    SETTINGS,
+    not_one_of,
+    param_problems,
+    parse_setting,
+    resolve,
+    trial_id,
+)
 from mlsweep.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"  # no leading dot: not ".", "..", hidden
@@ -67,7 +76,7 @@ class Metric(_Strict):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in EPOCH_METRICS:
-            raise ValueError(f"{name!r} is not a metric; known: {', '.join(EPOCH_METRICS)}")
+            raise ValueError(not_one_of(name, EPOCH_METRICS, "a metric"))
         return name
 
 
@@ -124,12 +133,22 @@ def _path(prefix: str, loc: Sequence[Any]) -> str:
     return out
 
 
+def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
+    """The part of the sweep model a pydantic error location points into."""
+    if len(loc) >= 2 and loc[0] == "parameters":
+        return Parameter
+    return {"metric": Metric, "resources": Resources}.get(str(loc[0]), Sweep) if len(loc) > 1 else Sweep
+
+
 def _pydantic_lines(err: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            known = _model_at(e["loc"]).model_fields
+            msg = "unknown key; " + not_one_of(e["loc"][-1], known, "a key here").split("; ", 1)[1]
+        elif e["type"] == "literal_error":
+            msg = f"{msg}, not {e['input']!r}"
         elif e["type"] == "string_pattern_mismatch":
             msg = f"{e['input']!r} must be a plain folder name (letters, digits, '-', '_', '.')"
         lines.append(f"{_path(prefix, e['loc'])}: {msg}")
@@ -140,7 +159,7 @@ def _check_parameters(method: str, parameters: dict[str, Parameter]) -> Iterator
     for name, param in parameters.items():
         where = f"parameters.{name}"
         if name not in SETTINGS:
-            yield f"{where}: unknown setting; known: {', '.join(SETTINGS)}"
+            yield f"{where}: {not_one_of(name, SETTINGS, 'a setting')}"
             continue
         if param.is_range:
             if method != "optuna":
@@ -163,7 +182,7 @@ def _check_nested(data: dict[str, Any]) -> Iterator[str]:
             continue  # absent, or a type error the model already reported
         for name, params in section.items():
             if name not in known:
-                yield f"{key}.{name}: not a {key.split('_')[0]}; known: {', '.join(known)}"
+                yield f"{key}.{name}: {not_one_of(name, known, 'a ' + key.split('_')[0])}"
                 continue
             if not isinstance(params, dict):
                 continue  # a type error the model already reported
@@ -182,6 +201,22 @@ def _check_claims(claims: Any) -> Iterator[str]:
         yield f"claims: {err}"
 
 
+def _shorthand(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`loss: triplet` means `loss: {value: triplet}`; a bare list is ambiguous (values to sweep,
+    or one list-valued setting such as hidden_sizes), so it is refused with both spellings."""
+    raw = data.get("parameters")
+    if not isinstance(raw, dict):
+        return data, []
+    parameters, problems = {}, []
+    for name, spec in raw.items():
+        if isinstance(spec, list):
+            problems.append(f"parameters.{name}: write {{values: {spec}}} to sweep over these values, "
+                            f"or {{value: {spec}}} for one list-valued setting")
+            continue
+        parameters[name] = spec if isinstance(spec, dict) else {"value": spec}
+    return {**data, "parameters": parameters}, problems
+
+
 def _parsable_parameters(raw: Any) -> dict[str, Parameter]:
     """The parameters that are well-formed, so their values get checked even when a sibling
     key is broken (every problem is reported at once)."""
@@ -198,7 +233,7 @@ def validate(data: Any, source: str = "<sweep>") -> Sweep:
     """Validate a parsed sweep file; raise UserError with every problem, one line each."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: the sweep file must be a mapping of keys (name, parameters, ...)")
-    problems: list[str] = []
+    data, problems = _shorthand(data)
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as err:

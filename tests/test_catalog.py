@@ -74,6 +74,27 @@ def test_a_sweep_file_with_1e_3_plans_and_resolves_a_number(tmp_path: Path) -> N
     assert bad.stderr.strip() == "error: s.yaml: parameters.lr.value: 'fast' is not a number"
 
 
+def test_sweep_files_take_the_scalar_shorthand_and_suggest_close_names(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nparameters:\n  loss: triplet\n  epochs: 3\n")
+    configs = [t["config"] for t in json.loads(runner.invoke(app, ["plan", str(path), "--format", "json"])
+                                                .stdout)["trials"]]
+    assert [(c["loss"], c["epochs"]) for c in configs] == [("triplet", 3)]
+    path.write_text("name: s\nmethod: gird\nparamters: {}\nparameters:\n  hidden_sizes: [32]\n"
+                    "  epochs: {valu: 3}\n")
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: s.yaml: parameters.hidden_sizes: write {values: [32]} to sweep over these values, "
+        "or {value: [32]} for one list-valued setting",
+        "error: s.yaml: method: Input should be 'grid' or 'optuna', not 'gird'",
+        "error: s.yaml: parameters.epochs.valu: unknown key; did you mean 'value'? known: value, values, "
+        "min, max, distribution",
+        "error: s.yaml: paramters: unknown key; did you mean 'parameters'? known: name, description, "
+        "method, metric, parameters, loss_params, dataset_params, resources, max_concurrent_trials, "
+        "max_failures, storage, claims, num_samples, scheduler"]
+
+
 def test_set_and_run_trial_parse_numbers_the_same_way() -> None:
     from mlsweep import run_trial
 
@@ -102,9 +123,11 @@ def train_errors(*args: str) -> tuple[int, list[str]]:
 
 def test_set_checks_loss_params_as_a_sweep_file_does() -> None:
     assert train_errors("--loss", "arcface", "--set", "loss_params={scale:64}") == (
-        2, ["error: --set loss_params.scale:64: unknown; known: margin_deg, scale"])
+        2, ["error: --set loss_params.scale:64: 'scale:64' is not a parameter of arcface; did you mean "
+            "'scale'? known: margin_deg, scale"])
     assert train_errors("--loss", "arcface", "--set", "loss_params={bogus: 1}") == (
-        2, ["error: --set loss_params.bogus: unknown; known: margin_deg, scale"])
+        2, ["error: --set loss_params.bogus: 'bogus' is not a parameter of arcface; "
+            "known: margin_deg, scale"])
     assert train_errors("--loss", "arcface", "--set", "loss_params={scale: big}") == (
         2, ["error: --set loss_params.scale: 'big' is not a number"])
 
@@ -115,7 +138,8 @@ def test_set_and_options_must_agree() -> None:
     code, lines = train_errors("--set", "epochs=1", "--set", "epochs=2")
     assert code == 2 and lines == ["error: --set epochs: given twice"]
     code, lines = train_errors("--loss", "tripplet")
-    assert code == 2 and lines[0].startswith("error: --loss: 'tripplet' is not a loss; known: ")
+    assert code == 2 and lines[0].startswith(
+        "error: --loss: 'tripplet' is not a loss; did you mean 'triplet'? known: ")
 
 
 def test_set_loss_is_the_loss_that_trains() -> None:

@@ -117,12 +117,13 @@ def test_every_problem_is_reported_at_once_one_line_each(tmp_path: Path) -> None
     code, lines = errors_of(tmp_path, data)
     assert code == 2
     expected = [
-        "quickstart.yaml: parameters.loss.values[1]: 'tripplet' is not a loss; known: contrastive, triplet,",
+        "quickstart.yaml: parameters.loss.values[1]: 'tripplet' is not a loss; did you mean 'triplet'? "
+        "known: contrastive,",
         "quickstart.yaml: parameters.epochs.value: Input should be greater than 0",
         "quickstart.yaml: parameters.batch_size.value: Input should be greater than or equal to 2",
         "quickstart.yaml: parameters.margin.values[1]: Input should be greater than or equal to 0",
         "quickstart.yaml: parameters.lr: a min/max range needs method: optuna",
-        "quickstart.yaml: parameters.depth: unknown setting; known: loss, dataset,",
+        "quickstart.yaml: parameters.depth: 'depth' is not a setting; known: loss, dataset,",
         "quickstart.yaml: parameters.seed: values must not be empty",
         "quickstart.yaml: resources.gpu: gpu above 1 must be a whole number, got 1.5",
         "quickstart.yaml: name: '../escape' must be a plain folder name",
@@ -148,7 +149,7 @@ def test_every_problem_is_reported_at_once_one_line_each(tmp_path: Path) -> None
     ({"name": "x", "method": "optuna", "parameters": {"loss": {"min": 0, "max": 1}}},
      "parameters.loss: a range is only for numeric settings"),
     ({"name": "x", "parameters": {}, "metric": {"name": "acc"}}, "metric.name: 'acc' is not a metric"),
-    ({"name": "x", "parameters": {}, "loss_params": {"arcfce": {}}}, "loss_params.arcfce: not a loss"),
+    ({"name": "x", "parameters": {}, "loss_params": {"arcfce": {}}}, "loss_params.arcfce: 'arcfce' is not a loss; did you mean 'arcface'?"),
     ({"name": "x", "parameters": {}, "max_failures": -1},
      "max_failures: Input should be greater than or equal to 0"),
     ({"parameters": {}}, "name: Field required"),

@@ -30,6 +30,7 @@ from mlsweep.catalog.settings import (
     Setting,
     config_problems,
     identity,
+    not_one_of,
     param_problems,
     parse_number,
     parse_setting,
@@ -44,6 +45,6 @@ __all__ = [
     "LOSS_DEPENDENT_SETTINGS", "METRICS", "MINERS", "MODELS", "NESTED", "OPTIMIZERS", "REPORTERS",
     "SAMPLERS", "SETTINGS", "SPLITS", "STATUSES", "STEP_COLUMNS", "TABLES", "TRIAL_METRICS",
     "DatasetInfo", "LossInfo", "MetricInfo", "ModelInfo", "ReporterInfo", "Setting",
-    "config_problems", "identity", "load", "param_problems", "parse_number", "parse_setting",
+    "config_problems", "identity", "load", "not_one_of", "param_problems", "parse_number", "parse_setting",
     "resolve", "trial_id", "validate_config",
 ]

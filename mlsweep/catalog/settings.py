@@ -8,11 +8,12 @@ every help screen.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -59,10 +60,19 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def not_one_of(value: Any, known: Iterable[str], what: str) -> str:
+    """`'tripplet' is not a loss; did you mean 'triplet'? known: ...`: the line for a name
+    outside a catalog table, with the closest known name when one is close."""
+    known = list(known)
+    close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"{value!r} is not {what}{hint} known: {', '.join(known)}"
+
+
 def _one_of(known: Mapping[str, Any] | tuple[str, ...], what: str) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value is not None and value not in known:
-            raise ValueError(f"{value!r} is not {what}; known: {', '.join(known)}")
+            raise ValueError(not_one_of(value, known, what))
         return value
 
     return check
@@ -212,8 +222,8 @@ def param_problems(section: Any, owner: str, key: str) -> list[tuple[str, str]]:
     problems = []
     for param, value in section.items():
         if param not in allowed:
-            problems.append((f".{param}", f"unknown; known: "
-                             f"{', '.join(allowed) or f'none ({owner} takes no parameters)'}"))
+            problems.append((f".{param}", not_one_of(param, allowed, f"a parameter of {owner}") if allowed
+                             else f"unknown; {owner} takes no parameters"))
             continue
         try:
             parse_param(owner, param, value)
@@ -230,7 +240,7 @@ def config_problems(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
         if name in NESTED:
             continue
         if name not in SETTINGS:
-            problems.append((name, f"unknown setting; known: {', '.join(SETTINGS)}"))
+            problems.append((name, not_one_of(name, SETTINGS, "a setting")))
             continue
         try:
             parse_setting(name, value)
