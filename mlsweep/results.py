@@ -110,7 +110,8 @@ def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     columns = COLUMNS[table]
     extra = [key for key in dict.fromkeys(k for row in rows for k in row) if key not in columns]
     extras = pa.Table.from_pylist([{key: row.get(key) for key in extra} for row in rows]) if extra else None
-    arrays = [pa.array([row.get(name) for row in rows], type=_ARROW[kind])
+    # NaN is a float's "no value": in an integer or text column it becomes a null.
+    arrays = [pa.array([row.get(name) for row in rows], type=_ARROW[kind], from_pandas=kind != "float64")
               for name, kind in columns.items()]
     names = list(columns)
     if extras is not None:  # columns a newer writer added: kept with their own types
