@@ -276,3 +276,10 @@ def test_the_catalog_imports_no_torch_and_nothing_above_it() -> None:
             "('mlsweep.catalog', 'mlsweep.errors'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] []"
+
+
+def test_the_reference_docs_are_the_catalog() -> None:
+    from mlsweep.catalog.describe import reference_markdown
+
+    assert (ROOT / "docs" / "reference.md").read_text() == reference_markdown(), (
+        "regenerate: python -m mlsweep.catalog.describe > docs/reference.md")

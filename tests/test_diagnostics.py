@@ -1,4 +1,4 @@
-"""Diagnostics (DESIGN.md section 5), each against an independent computation: closed forms on
+"""Diagnostics (docs/metrics.md), each against an independent computation: closed forms on
 hand-made clusters, numpy/scipy loops, torch's clip_grad_norm_ and scikit-learn's kNN."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ STATUSES = ("completed", "failed", "diverged")
 IDENTITY = {"trial_id": "string", "sweep": "string",
             **{name: s.column for name, s in SETTINGS.items()}, **dict.fromkeys(NESTED, "json")}
 
-_OWN: dict[str, dict[str, str]] = {
+OWN: dict[str, dict[str, str]] = {
     "trials": {"status": "string", "error": "string", "epochs_run": "int64", "attempts": "int64",
                "started_at": "timestamp", "finished_at": "timestamp", "wall_s": "float64",
                "device": "string", "node": "string",
@@ -25,4 +25,4 @@ _OWN: dict[str, dict[str, str]] = {
     "steps": {"epoch": "int64", "step": "int64", **dict.fromkeys(STEP_COLUMNS, "float64")},
 }
 
-COLUMNS: dict[str, dict[str, str]] = {table: {**IDENTITY, **_OWN[table]} for table in TABLES}
+COLUMNS: dict[str, dict[str, str]] = {table: {**IDENTITY, **OWN[table]} for table in TABLES}

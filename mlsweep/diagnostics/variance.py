@@ -1,4 +1,4 @@
-"""Intra-/inter-class spread of an embedding (DESIGN.md section 5), vectorised over samples."""
+"""Intra-/inter-class spread of an embedding (docs/metrics.md), vectorised over samples."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mlsweep.diagnostics.base import EvalContext, Reporter
 def variance_metrics(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
     """intra_var_mean/std, centroid_dist_mean/std, between_var, var_ratio of L2-normalised
     embeddings (normalised here). intra_var_std is the population std over classes;
-    centroid_dist_std the sample std over class pairs, as DESIGN.md defines them."""
+    centroid_dist_std the sample std over class pairs, as docs/metrics.md defines them."""
     z = F.normalize(embeddings.detach().double(), dim=1)
     classes, index = torch.unique(labels, return_inverse=True)
     k = len(classes)
