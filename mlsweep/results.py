@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -120,10 +122,28 @@ def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class BadFile:
+    """A results file that cannot be read (cut short by a copy or a full disk, or foreign)."""
+
+    path: str
+    error: str
+
+    def line(self) -> str:
+        return f"{self.path}: unreadable, left out ({self.error})"
+
+
+class UnreadableResultWarning(UserWarning):
+    """Results files were left out of a read because they cannot be read."""
+
+
+def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None,
+                 bad: list[BadFile] | None = None) -> pd.DataFrame:
     """One table of a run folder as a pandas DataFrame (empty when nothing is written yet).
 
-    `columns` limits what is returned. Reading thousands of small files costs about a
+    `columns` limits what is returned. A file that cannot be read is left out, never fatal: it
+    is appended to `bad` when a list is given (the CLI names it in one line), else reported as
+    an UnreadableResultWarning. Reading thousands of small files costs about a
     millisecond each, so the merged table is kept in `<run_dir>/.cache/<table>.parquet` with the
     name, size and time of every file it holds; a later read loads it and reads only the files
     added or rewritten since.
@@ -138,7 +158,15 @@ def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None)
              if f.is_file and f.base_name.endswith(".parquet") and not f.base_name.startswith(".")}
     if not files:
         return pd.DataFrame()
-    merged = _merged(fs, join(base, ".cache", f"{table}.parquet"), folder, files)
+    found: list[BadFile] = []
+    merged = _merged(fs, join(base, ".cache", f"{table}.parquet"), folder, files, found)
+    found = [BadFile(join(run_dir, "results", table, f.path), f.error) for f in found]
+    if bad is not None:
+        bad += found
+    for f in found if bad is None else ():
+        warnings.warn(UnreadableResultWarning(f.line()), stacklevel=2)
+    if merged is None:
+        return pd.DataFrame()
     frame = merged.to_pandas()
     return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
 
@@ -146,13 +174,11 @@ def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None)
 _FILES_KEY = b"mlsweep.files"
 
 
-def _merged(fs: pafs.FileSystem, cache: str, folder: str, files: dict[str, str]) -> pa.Table:
-    """The union of `files`, from the cache plus the files it lacks; the cache is refreshed."""
-    cached, covered = None, {}
-    if fs.get_file_info(cache).is_file:
-        with fs.open_input_file(cache) as stream:
-            cached = pq.read_table(stream)
-        covered = json.loads((cached.schema.metadata or {}).get(_FILES_KEY, b"{}"))
+def _merged(fs: pafs.FileSystem, cache: str, folder: str, files: dict[str, str],
+            bad: list[BadFile]) -> pa.Table | None:
+    """The union of `files`, from the cache plus the files it lacks; the cache is refreshed.
+    Unreadable files go to `bad` (by name) and are left out; an unreadable cache is rebuilt."""
+    cached, covered = _read_cache(fs, cache)
     fresh = sorted(name for name, stamp in files.items() if covered.get(name) != stamp)
     if cached is not None and not fresh and covered.keys() == files.keys():
         return cached
@@ -161,13 +187,52 @@ def _merged(fs: pafs.FileSystem, cache: str, folder: str, files: dict[str, str])
         keep = [name.removesuffix(".parquet") for name in files if name not in fresh]
         parts.append(cached.filter(pc.is_in(cached["trial_id"], pa.array(keep, pa.string()))))
     with ThreadPoolExecutor(max_workers=16) as pool:
-        parts += pool.map(lambda name: _read_file(fs, join(folder, name)), fresh)
-    # Trials differ in columns (a margin-free loss has no `margin`) and in null-only columns.
+        for name, read in zip(fresh, pool.map(lambda name: _try_read(fs, join(folder, name)), fresh),
+                              strict=True):
+            if isinstance(read, pa.Table):
+                parts.append(read)
+            else:
+                bad.append(BadFile(name, read))
+                del files[name]
+    if not parts:
+        return None
+    # Files of 0.1 differ in columns (a margin-free loss has no `margin`) and null-only columns.
     merged = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
     merged = merged.replace_schema_metadata({_FILES_KEY: json.dumps(files).encode()})
     with contextlib.suppress(OSError):  # a read-only run folder still reads, only slower
         write_atomic(fs, cache, lambda stream: pq.write_table(merged, stream))
     return merged
+
+
+def _read_cache(fs: pafs.FileSystem, cache: str) -> tuple[pa.Table | None, dict[str, str]]:
+    """The merged table and the files it covers; nothing when absent or unreadable."""
+    if not fs.get_file_info(cache).is_file:
+        return None, {}
+    try:
+        with fs.open_input_file(cache) as stream:
+            cached = pq.read_table(stream)
+        return cached, json.loads((cached.schema.metadata or {}).get(_FILES_KEY, b"{}"))
+    except (pa.ArrowException, OSError, ValueError):
+        return None, {}
+
+
+def _try_read(fs: pafs.FileSystem, path: str) -> pa.Table | str:
+    """The file's table, or why it cannot be read."""
+    try:
+        return _read_file(fs, path)
+    except (pa.ArrowException, OSError) as error:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def quarantine(run_dir: str, table: str, trial_id: str) -> str:
+    """Move a trial's unreadable file of `table` aside, to `results/<table>/.corrupt/`, so the
+    trial counts as not recorded and a launch runs it again; returns where it went."""
+    fs, base = filesystem(run_dir)
+    folder = join(base, "results", table)
+    fs.create_dir(join(folder, ".corrupt"), recursive=True)
+    target = join(folder, ".corrupt", f"{trial_id}-{uuid.uuid4().hex[:8]}.parquet")
+    fs.move(join(folder, f"{trial_id}.parquet"), target)
+    return target
 
 
 def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:

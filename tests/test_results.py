@@ -160,3 +160,25 @@ def test_folders_written_before_the_schema_still_read(tmp_path: Path) -> None:
                    trials / "b.parquet")
     half = read_results(str(tmp_path), "trials").set_index("trial_id")["loss_half_epoch"]
     assert pd.isna(half["a"]) and half["b"] == 3
+
+
+def test_a_truncated_file_is_named_and_left_out_never_fatal(tmp_path: Path) -> None:
+    from mlsweep.results import BadFile, UnreadableResultWarning, quarantine
+
+    run = str(tmp_path)
+    for trial in ("a", "b", "c"):
+        write_table(run, "epochs", trial, rows(trial, 2))
+    assert len(read_results(run, "epochs")) == 6  # cached
+    path = tmp_path / "results" / "epochs" / "b.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    bad: list[BadFile] = []
+    frame = read_results(run, "epochs", bad=bad)
+    assert sorted(set(frame["trial_id"])) == ["a", "c"]
+    assert [b.path for b in bad] == [str(path)] and "Parquet" in bad[0].error
+    with pytest.warns(UnreadableResultWarning, match="b.parquet: unreadable, left out"):
+        read_results(run, "epochs")
+    moved = quarantine(run, "epochs", "b")
+    assert not path.exists() and Path(moved).parent.name == ".corrupt"
+    assert sorted(set(read_results(run, "epochs", bad=bad)["trial_id"])) == ["a", "c"]
+    (tmp_path / ".cache" / "epochs.parquet").write_bytes(b"garbage")  # a broken cache is rebuilt
+    assert len(read_results(run, "epochs")) == 4
