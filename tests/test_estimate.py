@@ -1,0 +1,63 @@
+"""Time estimates before a sweep runs: group speeds from history or calibration, scheduling."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from conftest import load_yaml
+
+from mlsweep.estimate import GroupSpeed, estimate, group_of, history, schedule, slots
+from mlsweep.results import write_table
+from mlsweep.spec import expand, validate
+
+
+def test_schedule_is_longest_first_on_parallel_slots() -> None:
+    assert schedule([5, 3, 3, 2, 1], 2) == 7  # [5, 2] and [3, 3, 1]
+    assert schedule([4, 4, 4], 1) == 12 and schedule([4, 4, 4], 5) == 4
+    durations = [7, 5, 4, 4, 3, 3, 2]
+    # Never worse than 4/3 of the best split onto 2 slots (Graham's bound), found here by brute force.
+    best = min(max(sum(d for d, side in zip(durations, sides, strict=True) if side),
+                   sum(d for d, side in zip(durations, sides, strict=True) if not side))
+               for sides in itertools.product([0, 1], repeat=len(durations)))
+    assert best <= schedule(durations, 2) <= best * 4 / 3
+
+
+def test_a_trial_costs_setup_epochs_and_each_evaluation() -> None:
+    speed = GroupSpeed(setup_s=2.0, epoch_s=0.5, eval_s=0.25)
+    assert speed.trial_s({"epochs": 20, "eval_every": 10}) == 2 + 10 + 2 * 0.25
+    assert speed.trial_s({"epochs": 8, "eval_every": 10}) == 2 + 4 + 0.25  # the last epoch only
+    assert speed.trial_s({"epochs": 5, "eval_every": 2}) == 2 + 2.5 + 3 * 0.25  # 2, 4 and 5
+
+
+def test_slots_follow_cores_and_the_sweeps_cap() -> None:
+    sweep = validate(load_yaml("quickstart.yaml"))
+    assert slots(sweep, cpus=8) == 2  # max_concurrent_trials: 2
+    sweep.max_concurrent_trials = None
+    assert slots(sweep, cpus=8) == 8 and slots(sweep, cpus=1) == 1
+
+
+def test_history_reads_matching_groups_from_earlier_runs(tmp_path: Path) -> None:
+    trials = expand(validate(load_yaml("smoke.yaml")))
+    base = {key: trials[0].config[key] for key in ("dataset", "model", "loss", "batch_size")}
+    rows = [{**base, "trial_id": f"t{i}", "status": "completed", "wall_s": wall, "epochs_run": 2}
+            for i, wall in enumerate([2.0, 4.0, 100.0])]
+    rows.append({**base, "trial_id": "f", "status": "failed", "wall_s": 1000.0, "epochs_run": 1})
+    for row in rows:
+        write_table(str(tmp_path / "earlier"), "trials", row["trial_id"], [row])
+    speeds, used = history(str(tmp_path), {group_of(trials[0].config)})
+    assert used == 3 and speeds[group_of(trials[0].config)].epoch_s == 2.0  # median of 1, 2, 50
+    sweep = validate(load_yaml("smoke.yaml"))
+    triplets = [t for t in trials if t.config["loss"] == trials[0].config["loss"]]
+    got = estimate(sweep, triplets, str(tmp_path), cpus=2)
+    assert got.source == "history" and got.trial_hours == pytest.approx(2 * 2 * 2.0 / 3600)
+    assert estimate(sweep, trials, str(tmp_path), cpus=2).source == "none"  # contrastive unknown
+
+
+def test_calibration_times_one_short_trial_per_group(tmp_path: Path) -> None:
+    sweep = validate(load_yaml("smoke.yaml"))
+    trials = expand(sweep)
+    got = estimate(sweep, trials, str(tmp_path), run_calibration=True, cpus=2)
+    assert got.source == "calibration" and "2 groups" in got.detail
+    assert 0 < got.trial_hours < 0.01 and got.wall_s > 8
