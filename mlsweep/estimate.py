@@ -145,4 +145,5 @@ def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibrati
                         "groups; --calibrate times one short trial per group", n_slots,
                         unknown_groups=missing)
     durations = [speeds[group_of(t.config)].trial_s(t.config) for t in pending]
-    return Estimate(source, detail, n_slots, sum(durations) / 3600, schedule(durations, n_slots) + RAY_FIXED_S)
+    wall = schedule(durations, n_slots) + RAY_FIXED_S
+    return Estimate(source, detail, n_slots, sum(durations) / 3600, wall)
