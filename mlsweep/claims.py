@@ -42,13 +42,13 @@ class Claim:
             raise ClaimsError(f"claim direction {self.direction!r}; allowed: greater, less")
         if self.stat not in STATS:
             raise ClaimsError(f"claim stat {self.stat!r}; allowed: final, mean")
+        if self.a == self.b:
+            raise ClaimsError(f"claim compares loss {self.a!r} with itself")
         for loss in (self.a, self.b):
             if loss not in LOSSES:
                 raise ClaimsError(not_one_of(loss, LOSSES, "a loss"))
         if self.metric not in METRICS:
             raise ClaimsError(not_one_of(self.metric, METRICS, "a metric"))
-        if self.a == self.b:
-            raise ClaimsError(f"claim compares loss {self.a!r} with itself")
         if not self.name:
             sign = ">" if self.direction == "greater" else "<"
             object.__setattr__(self, "name", f"{self.a} {self.metric} {sign} {self.b} ({self.stat})")
