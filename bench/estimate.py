@@ -47,7 +47,7 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
         cases.append((f"{name} ({len(expand(validate(spec)))} trials)",
                       *_measure(path, spec, tmp / f"cal-{name}", calibrate=True)))
     storage = tmp / "history"
-    first, first_spec = _sweep(tmp, "quickstart", quick, [0, 1, 2])
+    first, _ = _sweep(tmp, "quickstart", quick, [0, 1, 2])
     timed_command([MLSWEEP, "launch", str(first), "--storage", str(storage)])
     second, second_spec = _sweep(tmp, "quickstart", quick, [3, 4, 5])  # same run folder: new trials
     cases.append(("quickstart seeds 3-5 after 0-2", *_measure(second, second_spec, storage, False)))
