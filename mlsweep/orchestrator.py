@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -312,15 +313,16 @@ def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: s
     if n_samples == 0:
         write_run_files(folder, sweep, sweep_text, trials)
         return summary
+    started_ray = _ensure_ray(address, verbose)
+    # After ray.init, which sets a SIGTERM handler of its own; the shutdown inside, so that a
+    # second signal while it runs ends the process at once.
     with stop_on_signals() as received:
-        started_ray = False
         try:
-            started_ray = _ensure_ray(address, verbose)
             check_storage(folder.uri)  # also when RAY_ADDRESS, not --address, chose the cluster
             write_run_files(folder, sweep, sweep_text, trials)
             _fit(sweep, folder, pending, n_samples, verbose, summary, received)
-        except Interrupted as stop:
-            summary.interrupted = stop
+        except KeyboardInterrupt:  # Ray's C++ waits re-raise Interrupted as a bare KeyboardInterrupt
+            summary.interrupted = Interrupted(received[0] if received else signal.SIGINT)
         finally:
             if started_ray:
                 import ray

@@ -47,6 +47,14 @@ class SweepProgress:
     def stream(self) -> TextIO:
         return self._stream or sys.stderr
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks (this, through the results writer) with the experiment's
+        state; a copy has no thread, and a fresh lock."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_stop", "_ticker")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _stop=threading.Event(), _ticker=None)
+
     def __enter__(self) -> SweepProgress:
         self.t0 = time.monotonic()
         if self.live:
