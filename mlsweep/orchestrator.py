@@ -11,7 +11,9 @@ import json
 import logging
 import math
 import os
+import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +25,8 @@ from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
 from mlsweep.diagnostics.summary import summarize
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
+from mlsweep.runfolder import RunFolder, require_writable_dir
+from mlsweep.signals import Interrupted, stop_on_signals
 from mlsweep.spec import Sweep, Trial, expand
 
 REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
@@ -35,10 +39,16 @@ class LaunchSummary:
     run_dir: str
     total: int  # trials of the sweep
     skipped: int  # already recorded before this launch
-    launched: int
-    by_status: dict[str, int] = field(default_factory=dict)  # of this launch
+    launched: int  # pending when this launch began
+    by_status: dict[str, int] = field(default_factory=dict)  # of the trials this launch ran
+    recorded: dict[str, int] = field(default_factory=dict)  # by status, of the `skipped` ones
     elapsed_s: float = 0.0
-    interrupted: bool = False
+    interrupted: Interrupted | None = None  # the signal that stopped the launch
+
+    @property
+    def ran(self) -> int:
+        """Trials this launch recorded (fewer than `launched` when interrupted)."""
+        return sum(self.by_status.values())
 
 
 # --------------------------------------------------------------------------- run folder
@@ -52,13 +62,14 @@ def run_dir_of(sweep: Sweep, storage: str | None) -> str:
     return results.join(base, sweep.name)
 
 
-def recorded(run_dir: str, retry_failed: bool) -> set[str]:
-    """Trial ids that need no run: completed ones, and failed/diverged unless retried."""
+def recorded(run_dir: str, retry_failed: bool) -> dict[str, str]:
+    """Trial ids that need no run, with their status: completed ones, and failed/diverged
+    unless retried."""
     trials = results.read_results(run_dir, "trials")
     if trials.empty:
-        return set()
+        return {}
     keep = trials if not retry_failed else trials[trials["status"] == "completed"]
-    return set(keep["trial_id"])
+    return dict(zip(keep["trial_id"], keep["status"], strict=True))
 
 
 def _versions() -> dict[str, str]:
@@ -71,22 +82,17 @@ def _versions() -> dict[str, str]:
     return {"mlsweep": __version__, "ray": version("ray"), "torch": version("torch")}
 
 
-def write_run_files(run_dir: str, sweep: Sweep, sweep_text: str, trials: list[Trial]) -> None:
+def write_run_files(folder: RunFolder, sweep: Sweep, sweep_text: str, trials: list[Trial]) -> None:
     """`sweep.yaml` as launched and `manifest.json`, which keeps every trial id ever planned
     (an extended grid adds to it) and one line per launch."""
-    fs, base = results.filesystem(run_dir)
-    manifest_path = results.join(base, "manifest.json")
-    manifest: dict[str, Any] = {"sweep": sweep.name, "trials": {}, "launches": []}
-    if fs.get_file_info(manifest_path).is_file:
-        with fs.open_input_stream(manifest_path) as stream:
-            manifest = json.loads(stream.readall())
+    manifest = folder.manifest() or {"sweep": sweep.name, "trials": {}, "launches": []}
     canonical = json.dumps(sweep.model_dump(mode="json"), sort_keys=True)
     manifest["spec_hash"] = trial_id(json.loads(canonical))
     manifest["trials"].update({t.trial_id: t.config for t in trials})
     manifest["versions"] = _versions()
     manifest["launches"].append({"at": datetime.now(timezone.utc).isoformat(), "trials": len(trials)})
-    results.write_atomic(fs, results.join(base, "sweep.yaml"), lambda s: s.write(sweep_text.encode()))
-    results.write_atomic(fs, manifest_path, lambda s: s.write(json.dumps(manifest, indent=1).encode()))
+    folder.write_sweep_text(sweep_text)
+    folder.write_manifest(manifest)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -173,8 +179,12 @@ def _error_line(trial: Any) -> str:
 
 
 def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, Any]],
-                overrides: Mapping[str, Any], progress: SweepProgress) -> Any:
-    """The driver-side Tune callback that writes each trial's tables when it ends."""
+                overrides: Mapping[str, Any], progress: SweepProgress,
+                stopping: list[int] | None = None) -> Any:
+    """The driver-side Tune callback that writes each trial's tables when it ends. Once
+    `stopping` holds a signal, trials ending are not written: the signal ended them (Ctrl-C
+    reaches the workers too), and a relaunch runs them again."""
+    stopping = [] if stopping is None else stopping
     from ray.tune import Callback
 
     class ResultsWriter(Callback):
@@ -192,7 +202,7 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             state = self._state(trial)
             state["attempts"] += 1
             state["records"], state["steps"] = [], []
-            progress.started(trial.trial_id)
+            progress.started(trial.trial_id, state["config"])
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
@@ -201,10 +211,13 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             state["steps"] += [dict(zip(result["_steps"], row, strict=True))
                                for row in zip(*result["_steps"].values(), strict=True)]
             state["meta"] = result["_meta"]
+            progress.reported(trial.trial_id, result["_records"][-1]["epoch"])
 
         def _write(self, trial: Any, error: str | None) -> None:
             state = self._state(trial)
             del self.state[trial.trial_id]
+            if stopping:
+                return
             meta = {"started_at": state["started_at"], "finished_at": datetime.now(timezone.utc),
                     "wall_s": time.perf_counter() - state["t0"], "device": None, "node": None,
                     **state["meta"]}
@@ -247,6 +260,8 @@ def _ensure_ray(address: str | None, verbose: bool) -> bool:
     # Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C and SIGTERM are launch's own (mlsweep.signals): Tune's handler would swallow the first.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     if ray.is_initialized():
         return False
     # Quiet by default: failed trials are recorded and summarised, not dumped as tracebacks.
@@ -284,37 +299,47 @@ def is_shared_path(path: str) -> bool:
 
 def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: str | None = None,
            retry_failed: bool = False, verbose: bool = False) -> LaunchSummary:
-    """Run every pending trial of `sweep`; return what happened. Safe to call again."""
-    run_dir = run_dir_of(sweep, storage)
+    """Run every pending trial of `sweep`; return what happened. Safe to call again. SIGINT or
+    SIGTERM stops it (a second one at once): recorded trials stay, the summary says which
+    signal (`interrupted`), and a relaunch runs the rest."""
+    folder = RunFolder(run_dir_of(sweep, storage))
+    require_writable_dir(folder.uri, "the run folder, from " + ("--storage" if storage else "`storage:`"))
     trials = expand(sweep) if sweep.method == "grid" else []
-    done = recorded(run_dir, retry_failed)
+    done = recorded(folder.uri, retry_failed)
     pending = [t for t in trials if t.trial_id not in done]
     n_samples = max(0, sweep.num_samples - len(done)) if sweep.method == "optuna" else len(pending)
-    summary = LaunchSummary(run_dir, len(trials) or sweep.num_samples, len(done), n_samples)
+    summary = LaunchSummary(folder.uri, len(trials) or sweep.num_samples, len(done), n_samples,
+                            recorded=dict(Counter(done.values())))
     if n_samples == 0:
-        write_run_files(run_dir, sweep, sweep_text, trials)
+        write_run_files(folder, sweep, sweep_text, trials)
         return summary
     started_ray = _ensure_ray(address, verbose)
-    try:
-        check_storage(run_dir)  # also when RAY_ADDRESS, not --address, chose the cluster
-        write_run_files(run_dir, sweep, sweep_text, trials)
-        summary.interrupted = _fit(sweep, run_dir, pending, n_samples, verbose, summary)
-    finally:
-        if started_ray:
-            import ray
+    # After ray.init, which sets a SIGTERM handler of its own; the shutdown inside, so that a
+    # second signal while it runs ends the process at once.
+    with stop_on_signals() as received:
+        try:
+            check_storage(folder.uri)  # also when RAY_ADDRESS, not --address, chose the cluster
+            write_run_files(folder, sweep, sweep_text, trials)
+            _fit(sweep, folder, pending, n_samples, verbose, summary, received)
+        except KeyboardInterrupt:  # Ray's C++ waits re-raise Interrupted as a bare KeyboardInterrupt
+            summary.interrupted = Interrupted(received[0] if received else signal.SIGINT)
+        finally:
+            if started_ray:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()
     return summary
 
 
-def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbose: bool,
-         summary: LaunchSummary) -> bool:
+def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, verbose: bool,
+         summary: LaunchSummary, stopping: list[int]) -> None:
+    """Run the trials on Tune; `summary` gets what ran, also when a signal cuts it short."""
     from ray import tune
 
     configs = {t.trial_id: t.config for t in pending}
     overrides = sweep.overrides()
     progress = SweepProgress(n_samples, verbose)
-    writer = make_writer(run_dir, sweep.name, configs, overrides, progress)
+    writer = make_writer(folder.uri, sweep.name, configs, overrides, progress, stopping)
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, configs=configs, overrides=overrides),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
@@ -332,18 +357,18 @@ def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbo
                    else _search_space(sweep))
     run_config = tune.RunConfig(
         name=f"launch-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
-        storage_path=results.join(run_dir, "tune"),
+        storage_path=folder.tune_uri,
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         callbacks=[writer], verbose=1 if verbose else 0)
     t0 = time.perf_counter()
-    with progress:
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                           run_config=run_config)
-        tuner.fit()
-    summary.elapsed_s = time.perf_counter() - t0
-    summary.by_status = dict(progress.by_status)
-    finished = sum(summary.by_status.values())
-    return finished < n_samples
+    try:
+        with progress:
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                               run_config=run_config)
+            tuner.fit()
+    finally:
+        summary.elapsed_s = time.perf_counter() - t0
+        summary.by_status = dict(progress.by_status)
 
 
 def _optuna() -> Any:

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from mlsweep import results
 from mlsweep.catalog import STATUSES
-from mlsweep.errors import UserError
+from mlsweep.runfolder import RunFolder
 
 
 @dataclass
 class RunStatus:
     planned: int
     counts: dict[str, int]  # by status, plus `pending` (planned, not recorded)
-    failed: list[dict[str, Any]]
+    failed: list[dict[str, Any]]  # the trials rows of failed and diverged trials
     slowest: list[dict[str, Any]]
+
+    @property
+    def all_failed(self) -> bool:
+        """Trials were recorded, and none of them completed."""
+        recorded = sum(n for status, n in self.counts.items() if status != "pending")
+        return recorded > 0 and self.counts.get("completed", 0) == 0
 
 
 def run_status(run_dir: str, slowest: int = 5) -> RunStatus:
-    fs, base = results.filesystem(run_dir)
-    manifest = results.join(base, "manifest.json")
-    if not fs.get_file_info(manifest).is_file:
-        raise UserError(f"{run_dir}: not a run folder (no manifest.json); give <storage>/<sweep name>")
-    with fs.open_input_stream(manifest) as stream:
-        planned = set(json.loads(stream.readall())["trials"])
-    trials = results.read_results(run_dir, "trials")
+    folder = RunFolder(run_dir).require()
+    planned = set(folder.manifest().get("trials", {}))
+    trials = results.read_results(folder.uri, "trials")
     counts = dict.fromkeys(STATUSES, 0)
     failed: list[dict[str, Any]] = []
     slow: list[dict[str, Any]] = []

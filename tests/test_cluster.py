@@ -267,9 +267,9 @@ def test_upload_leaves_out_gitignored_files_and_local_folders(tmp_path: Path) ->
     from ray._private.runtime_env.packaging import create_package
 
     project = tmp_path / "project"
-    kept = ["mlsweep/cli.py", "mlsweep/data/loaders.py", "sweeps/smoke.yaml", ".gitignore"]
+    kept = ["mlsweep/cli/__init__.py", "mlsweep/data/loaders.py", "sweeps/smoke.yaml", ".gitignore"]
     left_out = ["notes.secret", "runs/smoke/results/trials/a.parquet", "data/cifar/batch.bin",
-                ".venv/bin/python", ".git/HEAD", "mlsweep/__pycache__/cli.pyc"]
+                ".venv/bin/python", ".git/HEAD", "mlsweep/cli/__pycache__/common.pyc"]
     for name in kept + left_out:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text("x")

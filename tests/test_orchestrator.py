@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -194,6 +195,56 @@ def test_killed_driver_loses_no_trial_and_relaunch_runs_each_once(tmp_path: Path
     assert len(epochs) == 6 * 25 and not epochs.duplicated(["trial_id", "epoch"]).any()
 
 
+def _launch_process(sweep_file: Path, storage: Path) -> subprocess.Popen:
+    """`mlsweep launch` as a person runs it: its own process group, its own embedded Ray."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "launch", str(sweep_file),
+                             "--storage", str(storage)], env=env, start_new_session=True, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_a_recorded_trial(proc: subprocess.Popen, trials_dir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not list(trials_dir.glob("*.parquet")):
+        assert proc.poll() is None, "launch ended before a trial was recorded"
+        assert time.monotonic() < deadline, "no trial recorded in 120 s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_launch_cleanly_and_relaunch_runs_the_rest(signum: int, tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group (the driver and its Ray); SIGTERM only the
+    driver, as `kill` or a stopped Ray Job sends it."""
+    data = load_yaml("smoke.yaml")
+    data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 15})
+    sweep_file = write_sweep(tmp_path, data)
+    storage = tmp_path / "runs"
+    proc = _launch_process(sweep_file, storage)
+    try:
+        _wait_for_a_recorded_trial(proc, storage / "smoke" / "results" / "trials")
+        (os.killpg if signum == signal.SIGINT else os.kill)(proc.pid, signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, stderr
+    before = read_results(str(storage / "smoke"), "trials")
+    assert 1 <= len(before) < 6 and (before["status"] == "completed").all()  # none recorded as failed
+    assert f"sweep smoke: {len(before)} of 6 pending ran" in stdout, stderr
+    assert f"stopped by {name}: {6 - len(before)} trials not recorded" in stdout
+    assert "Traceback" not in stderr and "Traceback" not in stdout
+    epochs = read_results(str(storage / "smoke"), "epochs")
+    recorded_epochs = epochs[epochs["trial_id"].isin(before["trial_id"])]
+    assert len(recorded_epochs) == 15 * len(before)  # recorded trials are whole
+    summary = launch(validate(data), yaml.safe_dump(data), storage=str(storage))
+    assert summary.launched == 6 - len(before) and summary.by_status == {"completed": 6 - len(before)}
+    after = read_results(str(storage / "smoke"), "trials")
+    assert len(after) == 6 and after["trial_id"].is_unique
+    kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
+    assert (kept.to_numpy() == before.set_index("trial_id")["finished_at"].to_numpy()).all()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -264,7 +315,7 @@ def test_analyze_the_smoke_sweeps_real_results(smoke_run, tmp_path: Path) -> Non
     tests = pd.read_parquet(run_dir / "analysis" / "tests.parquet")
     assert tests["note"].str.contains("cannot reach").all()  # 2 pairs: Wilcoxon can't reach 0.05
     empty = CliRunner().invoke(app, ["analyze", str(tmp_path)])
-    assert empty.exit_code == 2 and "no results" in empty.stderr
+    assert empty.exit_code == 2 and "not a run folder" in empty.stderr
 
 
 def test_optuna_search_with_asha_runs_num_samples_then_tops_up(tmp_path: Path) -> None:

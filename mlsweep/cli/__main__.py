@@ -1,0 +1,5 @@
+"""`python -m mlsweep.cli`: what a cluster's job runs (mlsweep.cluster.entrypoint)."""
+
+from mlsweep.cli import main
+
+main()

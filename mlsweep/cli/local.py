@@ -1,0 +1,215 @@
+"""Commands that run here: `plan` (validate and expand), `train` (one trial in this process)
+and `launch` (a sweep on Ray Tune)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlsweep.cli.common import (
+    SWEEP_ARG,
+    Format,
+    app,
+    out,
+    print_json,
+    print_table,
+    say,
+    user_errors,
+    wants_json,
+)
+from mlsweep.errors import UserError
+
+SHOWN_EPOCHS = 4  # evaluated epochs `mlsweep train` tabulates at the end: a terminal's width
+
+
+@app.command()
+@user_errors
+def plan(
+    sweep_file: Path = SWEEP_ARG,
+    format: Format = "table",
+) -> None:
+    """Validate a sweep file and show the trials it expands to, without running anything."""
+    from mlsweep.spec import expand, load_sweep, totals
+
+    as_json = wants_json(format)
+    sweep = load_sweep(sweep_file)
+    trials = expand(sweep)
+    summary = totals(sweep, trials)
+    if as_json:
+        print_json({"sweep": sweep.name,
+                    "trials": [{"trial_id": t.trial_id, "config": t.config} for t in trials],
+                    "totals": summary})
+        return
+    varying = [k for k, p in sweep.parameters.items() if len(p.choices) > 1]
+    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying])]
+    print_table([{"trial_id": t.trial_id, **t.config} for t in trials], columns,
+                title=f"sweep {sweep.name}: {len(trials)} trials")
+    res = summary["resources_per_trial"]
+    out.print(f"trials: {summary['trials']}   trial-epochs: {summary['trial_epochs']}   "
+              f"per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}   "
+              f"max concurrent: {summary['max_concurrent_trials'] or 'as resources allow'}")
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs, each value read as YAML, as a sweep file's `{value: ...}` would be."""
+    import yaml
+
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {pair!r}: expected key=value, e.g. --set epochs=5")
+        if key in settings:
+            raise UserError(f"--set {key}: given twice")
+        try:
+            settings[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: the value {raw!r} is not valid YAML") from None
+    return settings
+
+
+def _train_settings(sets: list[str], options: dict[str, str | None]) -> dict[str, Any]:
+    """`--set` pairs with `--loss` / `--dataset` merged in; the two ways of giving one setting
+    must agree."""
+    settings = _parse_sets(sets)
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in settings and settings[key] != value:
+            raise UserError(f"--{key} {value} and --set {key}={settings[key]} disagree: give one")
+        settings[key] = value
+    return settings
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    keys = ("train_loss", "active_ratio", "grad_norm", "intra_var_mean", "centroid_dist_mean",
+            "recall_at_1", "map_at_r")
+    parts = [f"{k}={record[k]:.4g}" for k in keys if k in record]
+    return f"epoch {record['epoch']:>3}  " + "  ".join(parts) + f"  ({record['epoch_s']:.2f}s)"
+
+
+def _settings_help() -> str:
+    """Every trainer setting with its default and meaning, from the catalog."""
+    from mlsweep.catalog import SETTINGS
+
+    rows = [f"{name} (default {setting.default!r}): {setting.doc}" for name, setting in SETTINGS.items()]
+    return "Settings for --set KEY=VALUE:\n\n" + "\n\n".join(rows)
+
+
+def _names_help(kind: str) -> str:
+    from mlsweep import catalog
+
+    return ", ".join(getattr(catalog, kind))
+
+
+@app.command(epilog=_settings_help())
+@user_errors
+def train(
+    loss: str | None = typer.Option(None, help=f"Loss (default triplet): {_names_help('LOSSES')}."),
+    dataset: str | None = typer.Option(None, help="Data set (default synthetic): "
+                                       f"{_names_help('DATASETS')}."),
+    set_: list[str] = typer.Option([], "--set", help="A trainer setting, KEY=VALUE (repeatable; "
+                                   "the settings are listed below)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write the trial's Parquet tables here."),
+    format: Format = "table",
+) -> None:
+    """Run one trial in this process, no Ray: prints each epoch's diagnostics as it ends."""
+    from mlsweep.catalog import trial_id, validate_config
+    from mlsweep.results import write_trial
+    from mlsweep.runfolder import require_writable_dir
+    from mlsweep.trainer.loop import run_trial
+
+    quiet = wants_json(format)
+    options = {"loss": loss, "dataset": dataset}
+    settings = _train_settings(set_, options)
+    config = validate_config(settings, lambda key: f"--{key}" if options.get(key) else f"--set {key}")
+    tid = trial_id(config)
+    if out_dir is not None:  # before training: a trial's minutes are not lost to a bad path
+        require_writable_dir(str(out_dir), "--out")
+    if not quiet:
+        out.print(f"trial {tid}: {config['loss']} on {config['dataset']}, {config['epochs']} epochs, "
+                  f"model {config['model']}")
+    result = run_trial(config, on_epoch=None if quiet else lambda rec, _: out.print(_epoch_line(rec)))
+    if out_dir is not None:
+        write_trial(str(out_dir), tid, "train", config, result.summary,
+                    result.epochs.to_dict("records"), result.steps.to_dict("records"))
+    if quiet:
+        payload = {"trial_id": tid, "config": config,
+                   "summary": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                               for k, v in result.summary.items()},
+                   "epochs": result.epochs.to_dict("records")}
+        print_json(payload)
+        return
+    epochs = result.epochs.set_index("epoch")
+    evaluated = epochs.index[epochs["eval_s"].notna()] if "eval_s" in epochs else epochs.index[-1:]
+    table = epochs.loc[evaluated[-SHOWN_EPOCHS:]].T  # metrics as rows: fits a terminal
+    print_table([{"metric": name, **{str(e): v for e, v in row.items()}} for name, row in table.iterrows()],
+                ["metric", *map(str, table.columns)],
+                title="every column at the evaluated epochs" + (
+                    f" (the last {SHOWN_EPOCHS}; all of them: --format json or --out)"
+                    if len(evaluated) > SHOWN_EPOCHS else ""))
+    out.print(f"status: {result.summary['status']}   wall: {result.summary['wall_s']:.1f}s"
+              + (f"   results: {out_dir}" if out_dir else ""))
+
+
+@app.command()
+@user_errors
+
+
+@app.command()
+@user_errors
+def launch(
+    sweep_file: Path = SWEEP_ARG,
+    storage: str | None = typer.Option(None, help="Folder or s3:// URI; overrides the file's storage."),
+    address: str | None = typer.Option(None, help="Join a Ray cluster (auto | ray://host:10001); "
+                                       "default: an embedded local Ray."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed and diverged trials again."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's and Tune's own output."),
+) -> None:
+    """Run every pending trial of a sweep on Ray Tune; results land as Parquet.
+
+    Trials already recorded are skipped: relaunch after Ctrl-C, a crash, or new values.
+    Exit codes: 0 all ran, 1 a trial failed (also on a relaunch with nothing left to run),
+    2 bad input, 130 / 143 stopped by Ctrl-C / SIGTERM (recorded trials stay; a second
+    Ctrl-C stops at once).
+    """
+    from mlsweep.orchestrator import launch as run_sweep
+    from mlsweep.runfolder import RunFolder
+    from mlsweep.spec import load_sweep
+
+    sweep = load_sweep(sweep_file)
+    summary = run_sweep(sweep, sweep_file.read_text(), storage=storage, address=address,
+                        retry_failed=retry_failed, verbose=verbose)
+    run_dir = shlex.quote(summary.run_dir)
+    if summary.launched == 0:
+        say(_nothing_to_run(summary.skipped, summary.recorded, run_dir))
+        raise typer.Exit(1 if summary.recorded.get("failed") else 0)
+    stop = summary.interrupted
+    rows = [{"status": k, "trials": v} for k, v in sorted(summary.by_status.items())]
+    ran = f"{summary.ran} of {summary.launched} pending ran" if stop else f"{summary.ran} ran"
+    print_table(rows, ["status", "trials"], title=f"sweep {sweep.name}: {ran}, "
+                f"{summary.skipped} already recorded, {summary.elapsed_s:.0f}s")
+    if stop is not None:
+        say(f"stopped by {stop.name}: {summary.launched - summary.ran} trials not recorded; "
+            "launch again to run them")
+    say(f"results: {shlex.quote(RunFolder(summary.run_dir).results_uri)}   "
+        f"next: mlsweep analyze {run_dir}")
+    if stop is not None:
+        raise typer.Exit(stop.exit_code)
+    if summary.by_status.get("failed"):
+        raise typer.Exit(1)
+
+
+def _nothing_to_run(n: int, recorded: dict[str, int], run_dir: str) -> str:
+    """What a launch with every trial recorded says: failed ones are called out, since the
+    launch exits 1 for them as the first one did."""
+    failed = recorded.get("failed", 0) + recorded.get("diverged", 0)
+    if failed:
+        which = "all" if failed == n else str(failed)
+        return (f"nothing to run: all {n} trials are recorded, {which} of them failed; "
+                f"--retry-failed runs them again (run folder {run_dir})")
+    return f"nothing to run: all {n} trials are recorded in {run_dir}"

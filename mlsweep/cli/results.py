@@ -1,0 +1,134 @@
+"""Commands on a run folder's results: `status`, `analyze`, `report`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from mlsweep.cli.common import (
+    RUN_ARG,
+    Format,
+    app,
+    print_json,
+    print_table,
+    say,
+    user_errors,
+    wants_json,
+)
+from mlsweep.errors import UserError
+from mlsweep.runfolder import RunFolder, require_writable_dir, require_writable_file
+
+FAILED_COLUMNS = ["trial_id", "loss", "dataset", "status", "attempts", "error"]
+SLOWEST_COLUMNS = ["trial_id", "loss", "dataset", "wall_s", "epochs_run", "device"]
+
+
+@app.command()
+@user_errors
+def status(run_dir: str = RUN_ARG, format: Format = "table") -> None:
+    """Counts of trials by status, the failed ones with their errors, and the slowest.
+
+    Exits 1 when trials were recorded and every one of them failed or diverged. `--format json`
+    prints one object: `run_dir` (str), `planned` (int: trial ids ever planned or recorded),
+    `counts` ({status: int} for completed, failed, diverged and pending), `all_failed` (bool),
+    `failed` (list of {trial_id, loss, dataset, status, attempts, error}) and `slowest` (the
+    five longest: list of {trial_id, loss, dataset, wall_s, epochs_run, device}).
+    """
+    from mlsweep.status import run_status
+
+    as_json = wants_json(format)
+    report = run_status(run_dir)
+    if as_json:
+        print_json({"run_dir": run_dir, "planned": report.planned, "counts": report.counts,
+                    "all_failed": report.all_failed, "failed": _rows(report.failed, FAILED_COLUMNS),
+                    "slowest": _rows(report.slowest, SLOWEST_COLUMNS)})
+    else:
+        print_table([{"status": k, "trials": v} for k, v in report.counts.items()], ["status", "trials"],
+                    title=f"{run_dir}: {report.planned} planned")
+        if report.failed:
+            print_table(report.failed, FAILED_COLUMNS, title="failed and diverged")
+        print_table(report.slowest, SLOWEST_COLUMNS, title="slowest")
+    if report.all_failed:
+        raise typer.Exit(1)
+
+
+def _rows(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    """`columns` of each row, as plain JSON values (NaN as null)."""
+    return [{c: None if _missing(row.get(c)) else _plain(row.get(c)) for c in columns} for row in rows]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+@app.command()
+@user_errors
+def analyze(
+    run_dir: str = RUN_ARG,
+    metric: list[str] = typer.Option([], "--metric", "-m",
+                                     help="Metrics to test (repeatable; default: all epoch metrics)."),
+    alpha: float = typer.Option(0.05, help="Significance level, after Holm correction."),
+    claims: str | None = typer.Option(None, help="`paper` or a YAML file of claims "
+                                      "(default: the sweep's `claims:`, else paper)."),
+    out_dir: str | None = typer.Option(None, "--out", help="Write the analysis tables into this folder "
+                                       "(local or s3://) instead of the run folder's analysis/: for a "
+                                       "run folder you cannot write to."),
+    format: Format = "table",
+) -> None:
+    """Seed-paired significance tests between losses, and verdicts on named claims.
+
+    Writes analysis/{summary,tests,ranks,claims}.parquet in the run folder (or --out).
+    """
+    from mlsweep.analysis import analyze as run_analysis
+    from mlsweep.analysis import format_result, result_json
+
+    as_json = wants_json(format)
+    folder = RunFolder(run_dir).require()
+    if out_dir is not None:
+        require_writable_dir(out_dir, "--out")
+    else:
+        _instead(lambda: require_writable_dir(folder.analysis_uri), "--out DIR for the analysis tables")
+    where = {} if out_dir is None else {"out": out_dir}
+    result = run_analysis(run_dir, metrics=metric or None, alpha=alpha, claims=claims, **where)
+    if as_json:
+        print_json(result_json(result))
+    else:
+        say(format_result(result))
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: str = RUN_ARG,
+    out_file: str | None = typer.Option(None, "--out", help="The HTML file (default: RUN_DIR/report.html)."),
+    png: str | None = typer.Option(None, "--png", help="Also export each chart as PNG into this folder."),
+) -> None:
+    """One self-contained HTML report that works offline; runs `analyze` first when its tables
+    are missing or older than the results."""
+    from mlsweep.report import build_report
+
+    folder = RunFolder(run_dir).require()
+    if out_file is None:
+        _instead(lambda: require_writable_file(folder.report_uri), "--out FILE for the report")
+    else:
+        require_writable_file(out_file, "--out")
+    if png is not None:
+        require_writable_dir(png, "--png")
+    result = build_report(run_dir, out_file, png)
+    ran = " (ran analyze first)" if result.analyzed else ""
+    say(f"wrote {result.path}: {result.n_charts} charts, {result.size / 1e6:.1f} MB{ran}")
+    for path in result.pngs:
+        say(f"  {path}")
+
+
+def _instead(check: Callable[[], None], instead: str) -> None:
+    """Run a check of the run folder; its error says what to give instead."""
+    try:
+        check()
+    except UserError as error:
+        raise UserError(f"{error}; give {instead}") from None
