@@ -156,6 +156,7 @@ def test_set_loss_is_the_loss_that_trains() -> None:
 ])
 def test_a_claims_file_naming_an_unknown_loss_or_metric_is_refused(tmp_path: Path, claim: dict[str, str],
                                                                      message: str) -> None:
+    (tmp_path / "results").mkdir()  # a run folder, as `mlsweep train --out` leaves one
     claims = tmp_path / "claims.yaml"
     claims.write_text(yaml.safe_dump([claim]))
     result = runner.invoke(app, ["analyze", str(tmp_path), "--claims", str(claims)])
@@ -236,7 +237,7 @@ def test_defaults_are_valid_values_of_their_own_settings() -> None:
 
 # Each room may import only rooms of a lower layer: the catalog below all, the CLI on top.
 LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runfolder": 4,
-          "diagnostics": 4, "trainer": 5, "progress": 5, "orchestrator": 6, "cluster": 6, "status": 6,
+          "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "orchestrator": 6, "cluster": 6, "status": 6,
           "estimate": 6,
           "analysis": 7, "report_charts": 7, "report": 8, "cli": 9}
 
