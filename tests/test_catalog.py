@@ -285,3 +285,14 @@ def test_the_reference_docs_are_the_catalog() -> None:
 
     assert (ROOT / "docs" / "reference.md").read_text() == reference_markdown(), (
         "regenerate: python -m mlsweep.catalog.describe > docs/reference.md")
+
+
+def test_help_screens_read_the_catalog() -> None:
+    plan = runner.invoke(app, ["plan", "--help"], terminal_width=400).stdout
+    for table in (catalog.LOSSES, catalog.DATASETS, catalog.MODELS):
+        for name, info in table.items():
+            assert f"{name}: {info.doc}" in " ".join(plan.split()), name
+    train = " ".join(runner.invoke(app, ["train", "--help"], terminal_width=400).stdout.split())
+    for name, setting in SETTINGS.items():
+        assert f"{name} (default {setting.default!r}): {setting.doc}" in train, name
+    assert all(loss in train for loss in catalog.LOSSES)

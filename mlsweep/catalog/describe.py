@@ -37,7 +37,7 @@ def components_help() -> str:
                 ("Models", {n: i.doc for n, i in MODELS.items()}),
                 ("Miners", MINERS),
                 ("Diagnostics", {n: i.doc for n, i in REPORTERS.items()})]
-    return "\n\n".join(f"{title}: " + "; ".join(f"{name} ({doc})" for name, doc in docs.items())
+    return "\n\n".join(f"{title} — " + "; ".join(f"{name}: {doc}" for name, doc in docs.items())
                        for title, docs in sections)
 
 

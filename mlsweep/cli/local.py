@@ -25,7 +25,14 @@ from mlsweep.errors import UserError
 SHOWN_EPOCHS = 4  # evaluated epochs `mlsweep train` tabulates at the end: a terminal's width
 
 
-@app.command()
+def _components_help() -> str:
+    """Every loss, data set, model, miner and reporter with its doc, from the catalog."""
+    from mlsweep.catalog.describe import components_help
+
+    return components_help() + "\n\nEvery key of a sweep file: docs/sweep-file.md."
+
+
+@app.command(epilog=_components_help())
 @user_errors
 def plan(
     sweep_file: Path = SWEEP_ARG,
