@@ -61,7 +61,7 @@ def study(configs: list[dict[str, Any]], cached: bool, data_dir: Path) -> tuple[
 
 def run(tmp: Path, quick: bool, repeat: int) -> Section:
     torch.set_num_threads(1)
-    classes, per_class = (10, 20) if quick else (20, 20)
+    classes, per_class = (10, 10) if quick else (10, 20)
     write_tiny_imagenet(tmp, classes, per_class, 5)
     weights = tmp / "resnet18.pth"
     backbone, _ = resnet("resnet18", (3, 64, 64), "none")
