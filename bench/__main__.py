@@ -1,6 +1,7 @@
 """Run mlsweep's benchmarks and print a markdown summary of medians and ratios vs the targets.
 
-    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis|estimate] [--repeat N]
+    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis|features|estimate]
+        [--repeat N]
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import analysis_scale, diagnostics_cost, estimate, orchestration, throughput
+from bench import analysis_scale, diagnostics_cost, estimate, feature_cache, orchestration, throughput
 from bench.common import machine
 
 BENCHMARKS = {"orchestration": orchestration.run, "throughput": throughput.run,
               "diagnostics": diagnostics_cost.run, "analysis": analysis_scale.run,
-              "estimate": estimate.run}
+              "features": feature_cache.run, "estimate": estimate.run}
 
 
 def main() -> None:

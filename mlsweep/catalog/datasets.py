@@ -38,6 +38,7 @@ _SYNTHETIC_PARAMS: dict[str, Any] = {
 }
 
 _L = "mlsweep.trainer.data:"
+_F = "mlsweep.trainer.image_folders:"
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
@@ -52,9 +53,12 @@ DATASETS: dict[str, DatasetInfo] = {
                     _L + "load_fashion_mnist", "convnet", image=True),
         DatasetInfo("cifar10", "CIFAR-10 python batches from the data folder", _L + "load_cifar10",
                     "convnet", image=True, colour=True),
-        DatasetInfo("cub200", "CUB-200-2011 folder layout", _L + "load_cub200", "resnet50",
+        DatasetInfo("cub200", "CUB-200-2011 folder layout", _F + "load_cub200", "resnet50",
                     "class_disjoint", image=True, colour=True, params={"image_size": 224}),
-        DatasetInfo("cars196", "Stanford Cars (torchvision layout)", _L + "load_cars196", "resnet50",
+        DatasetInfo("cars196", "Stanford Cars (torchvision layout)", _F + "load_cars196", "resnet50",
                     "class_disjoint", image=True, colour=True, params={"image_size": 224}),
+        DatasetInfo("tiny_imagenet", "Tiny-ImageNet-200 (tiny-imagenet-200/ layout), 200 classes "
+                    "at 64x64", _F + "load_tiny_imagenet", "resnet18", "official", image=True,
+                    colour=True, params={"image_size": 64}),
     ]
 }

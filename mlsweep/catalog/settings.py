@@ -151,6 +151,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("embedding_dim", PosInt, 32, "embedding size", "int64"),
         Setting("pretrained", str, "none", "none | imagenet | path to a state dict", "string"),
         Setting("freeze_backbone", StrictBool, False, "train only the embedding head", "bool"),
+        Setting("feature_cache", StrictBool, True,
+                "frozen backbone, no augmentation: compute its features once, cached in the data "
+                "folder, and train the head on them (same numbers)", "bool", sets_numbers=False,
+                since="0.2"),
         Setting("sampler", _name(SAMPLERS, "a sampler"), "random", "random | m_per_class", "string"),
         Setting("m_per_class", Annotated[Int, Field(ge=2)], 4,
                 "samples per class in a batch (m_per_class sampler)", "int64"),

@@ -13,27 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import os
 import pickle
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from mlsweep.catalog import DATASETS, SETTINGS, load
 from mlsweep.errors import UserError
-
-# Normalisation of the fine-grained sets, whose backbones are pretrained on ImageNet.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DataError(UserError):
@@ -102,7 +94,7 @@ def load_dataset(config: Mapping[str, Any]) -> DataSplit:
     info = DATASETS[name]
     request = _Request(
         name=name,
-        root=_data_root(config.get("data_dir")),
+        root=data_root(config.get("data_dir")),
         params={**info.params, **(config.get("dataset_params") or {})},
         download=config.get("download", SETTINGS["download"].default),
         split_seed=config.get("split_seed", SETTINGS["split_seed"].default),
@@ -114,7 +106,8 @@ def load_dataset(config: Mapping[str, Any]) -> DataSplit:
     return _build(raw, train, test, info.image)
 
 
-def _data_root(data_dir: str | None) -> Path:
+def data_root(data_dir: str | None) -> Path:
+    """The data folder: `data_dir`, else $MLSWEEP_DATA, else ~/.cache/mlsweep/data."""
     return Path(data_dir or os.environ.get("MLSWEEP_DATA") or "~/.cache/mlsweep/data").expanduser()
 
 
@@ -173,11 +166,12 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _missing(request: _Request, folder: Path, expected: Sequence[str], can_download: bool,
-             ) -> DataError:
+def _missing(request: _Request, folders: Sequence[Path], expected: Sequence[str],
+             can_download: bool) -> DataError:
     hint = "set data_dir or download: true" if can_download else (
         f"set data_dir (no download exists for {request.name})")
-    return DataError(f"{request.name}: not found in {folder}; expected {', '.join(expected)}; "
+    where = " or ".join(str(folder) for folder in folders)
+    return DataError(f"{request.name}: not found in {where}; expected {', '.join(expected)}; "
                      f"{hint}")
 
 
@@ -266,30 +260,43 @@ def _read_idx(path: Path) -> np.ndarray:
                          ).reshape(shape)
 
 
+def _find_idx(folders: Sequence[Path]) -> list[Path] | None:
+    """The four IDX files (plain or .gz) of the first folder that holds all four."""
+    for folder in folders:
+        paths = [next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+                 for stem in _IDX_FILES]
+        if all(paths):
+            return paths  # type: ignore[return-value]
+    return None
+
+
 def _idx_loader(folder_name: str, dataset_class: str) -> Callable[[_Request], _Raw]:
+    """A loader of the four IDX files, from torchvision's `<data_dir>/<folder_name>/raw` or
+    from `data_dir` itself: the folder Debian's `dataset-fashion-mnist` installs
+    (/usr/share/datasets/fashion-mnist) holds them directly."""
+
     def load(request: _Request) -> _Raw:
-        folder = request.root / folder_name / "raw"
-
-        def find() -> list[Path] | None:
-            paths = []
-            for stem in _IDX_FILES:
-                found = [p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()]
-                if not found:
-                    return None
-                paths.append(found[0])
-            return paths
-
-        paths = find()
+        folders = (request.root / folder_name / "raw", request.root)
+        paths = _find_idx(folders)
         if paths is None and request.download:
-            _download(request, dataset_class, folder)
-            paths = find()
+            _download(request, dataset_class, folders[0])
+            paths = _find_idx(folders)
         if paths is None:
-            raise _missing(request, folder, [f"{stem}(.gz)" for stem in _IDX_FILES], True)
-        try:
-            x_train, y_train, x_test, y_test = (_read_idx(p) for p in paths)
-        except (OSError, ValueError, EOFError, struct.error, zlib.error) as error:
-            raise DataError(f"{request.name}: unreadable IDX file in {folder} ({error}); "
-                            "replace the files") from error
+            raise _missing(request, folders, [f"{stem}(.gz)" for stem in _IDX_FILES], True)
+        arrays = []
+        for path in paths:
+            try:
+                arrays.append(_read_idx(path))
+            except (OSError, ValueError, EOFError, struct.error, zlib.error) as error:
+                raise DataError(f"{request.name}: unreadable IDX file {path} ({error}); "
+                                "replace it") from error
+        for images, labels, images_path, labels_path in ((*arrays[:2], *paths[:2]),
+                                                         (*arrays[2:], *paths[2:])):
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise DataError(f"{request.name}: {images_path} holds {len(images)} images of "
+                                f"shape {images.shape[1:]}, {labels_path} {len(labels)} labels; "
+                                "replace the files")
+        x_train, y_train, x_test, y_test = arrays
         return _Raw(np.concatenate([x_train, x_test])[:, None],
                     np.concatenate([y_train, y_test]).astype(np.int64),
                     official_test=np.arange(len(y_train) + len(y_test)) >= len(y_train))
@@ -307,7 +314,7 @@ def load_cifar10(request: _Request) -> _Raw:
     if request.download and not all((folder / f).is_file() for f in _CIFAR_FILES):
         _download(request, "CIFAR10", folder)
     if not all((folder / f).is_file() for f in _CIFAR_FILES):
-        raise _missing(request, folder, _CIFAR_FILES, True)
+        raise _missing(request, [folder], _CIFAR_FILES, True)
     xs, ys = [], []
     for file in _CIFAR_FILES:
         try:
@@ -320,102 +327,6 @@ def load_cifar10(request: _Request) -> _Raw:
                             "replace the files") from error
     y = np.concatenate(ys)
     return _Raw(np.concatenate(xs), y, official_test=np.arange(len(y)) >= len(y) - len(ys[-1]))
-
-
-# -- fine-grained image folders (CUB-200-2011, Stanford Cars) ------------------------------
-
-
-def _decode(request: _Request, path: Path, size: int) -> np.ndarray:
-    """RGB, shorter side resized to `size`, centre-cropped to a square; uint8 [3, size, size]."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale >= size: faster
-            square = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
-    except OSError as error:
-        raise DataError(f"{request.name}: cannot decode {path} ({error}); "
-                        "replace the file") from error
-    return np.asarray(square).transpose(2, 0, 1)
-
-
-def _image_cache(request: _Request, folder: Path, paths: Sequence[Path]) -> np.ndarray:
-    """Decoded images of `paths`, cached in `folder` as one uint8 .npy and memory-mapped.
-
-    Decoding runs once per data set and image size; every later trial reads the cache. The
-    name carries a digest of the file list, so a changed list never reuses a stale cache, and
-    the file is written under a temporary name then renamed, so concurrent trials never read
-    half a cache.
-    """
-    size = int(request.params["image_size"])
-    digest = hashlib.sha256("\n".join(str(p.relative_to(folder)) for p in paths).encode())
-    cache = folder / f".mlsweep-cache-{size}-{digest.hexdigest()[:12]}.npy"
-    if not cache.is_file():
-        missing = next((p for p in paths if not p.is_file()), None)
-        if missing is not None:
-            raise DataError(f"{request.name}: image {missing} not found; "
-                            f"expected the data set's full image folder under {folder}")
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=cache.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                               shape=(len(paths), 3, size, size))
-            with ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL decodes without the GIL
-                for i, decoded in enumerate(pool.map(lambda p: _decode(request, p, size), paths)):
-                    images[i] = decoded
-            images.flush()
-            del images
-            os.replace(tmp, cache)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return np.load(cache, mmap_mode="r")
-
-
-def _read_table(path: Path) -> list[list[str]]:
-    return [line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
-
-
-def load_cub200(request: _Request) -> _Raw:
-    folder = request.root / "CUB_200_2011"
-    expected = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "images/")
-    if not all((folder / f).is_file() for f in expected[:3]):
-        raise _missing(request, folder, expected, False)
-    try:
-        images = dict(_read_table(folder / "images.txt"))
-        labels = dict(_read_table(folder / "image_class_labels.txt"))
-        is_train = dict(_read_table(folder / "train_test_split.txt"))
-        ids = sorted(images, key=int)
-        y = np.array([int(labels[i]) for i in ids], dtype=np.int64)
-        official_test = np.array([is_train[i] == "0" for i in ids])
-    except (ValueError, KeyError) as error:
-        raise DataError(f"{request.name}: malformed annotation files in {folder} "
-                        f"({error!r})") from error
-    x = _image_cache(request, folder, [folder / "images" / images[i] for i in ids])
-    return _Raw(x, y, official_test, fixed_class_split=True,
-                mean_std=(IMAGENET_MEAN, IMAGENET_STD))
-
-
-def load_cars196(request: _Request) -> _Raw:
-    from scipy.io import loadmat
-
-    folder = request.root / "stanford_cars"
-    parts = (("devkit/cars_train_annos.mat", "cars_train"),
-             ("cars_test_annos_withlabels.mat", "cars_test"))
-    if not all((folder / annos).is_file() for annos, _ in parts):
-        raise _missing(request, folder, [f for part in parts for f in (part[0], part[1] + "/")],
-                       False)
-    paths, labels, counts = [], [], []
-    for annos, images in parts:
-        try:
-            table = np.atleast_1d(loadmat(folder / annos, squeeze_me=True)["annotations"])
-            paths += [folder / images / str(name) for name in table["fname"]]
-            labels += [int(label) for label in table["class"]]
-        except (OSError, ValueError, KeyError) as error:
-            raise DataError(f"{request.name}: unreadable annotations {folder / annos} "
-                            f"({error!r})") from error
-        counts.append(len(table))
-    x = _image_cache(request, folder, paths)
-    return _Raw(x, np.array(labels, dtype=np.int64), np.arange(len(paths)) >= counts[0],
-                fixed_class_split=True, mean_std=(IMAGENET_MEAN, IMAGENET_STD))
 
 
 load_mnist = _idx_loader("MNIST", "MNIST")

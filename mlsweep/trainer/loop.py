@@ -26,8 +26,9 @@ from mlsweep.catalog import validate_config
 from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext, build_reporters
 from mlsweep.diagnostics.summary import summarize
 from mlsweep.trainer.data import DataSplit, load_dataset
+from mlsweep.trainer.features import frozen_features, uses_feature_cache
 from mlsweep.trainer.losses import build_loss
-from mlsweep.trainer.models import build_model
+from mlsweep.trainer.models import HeadOnly, build_model
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
 
 EVAL_BATCH = 1024
@@ -98,16 +99,25 @@ class _Trainer:
         self.config = config
         self.device = pick_device(config["torch_device"])
         self.generator = seed_everything(config["seed"])
-        self.data = load_dataset(config).to(self.device)
-        self.model = build_model(config, self.data.input_shape).to(self.device)
-        self.loss_fn = build_loss(config, self.data.num_classes, config["embedding_dim"]).to(self.device)
-        params = [p for p in (*self.model.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
+        cuda = self.device.type == "cuda"
+        self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext)
+        data = load_dataset(config)
+        # The whole net is built either way: its random init draws the same numbers, so the
+        # head and the loss start from the same state with and without the feature cache.
+        self.model = build_model(config, data.input_shape)
+        self.loss_fn = build_loss(config, data.num_classes, config["embedding_dim"]).to(self.device)
+        self.net: nn.Module = self.model  # what maps a batch of self.data to embeddings
+        if uses_feature_cache(config):
+            data = frozen_features(config, data, self.model.backbone, self.device, self.autocast,
+                                   EVAL_BATCH)
+            self.net = HeadOnly(self.model)
+        self.net.to(self.device)
+        self.data = data.to(self.device)
+        params = [p for p in (*self.net.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
         self.optimizer = make_optimizer(config["optimizer"], params, config["lr"], config["weight_decay"])
         self.reporters: list[Reporter] = build_reporters(config["diagnostics"])
         self.subset = train_subset(len(self.data.y_train), config["train_subset"],
                                    config["split_seed"]).to(self.device)
-        cuda = self.device.type == "cuda"
-        self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext)
         self.step = 0
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -115,7 +125,7 @@ class _Trainer:
         cfg, data = self.config, self.data
         if cfg["fail_at_epoch"] == epoch:
             raise InjectedFailure(f"fail_at_epoch={epoch}: failing on purpose")
-        self.model.train()
+        self.net.train()
         start = time.perf_counter()
         batches = epoch_batches(data.y_train, cfg["batch_size"], cfg["sampler"],
                                 cfg.get("m_per_class", 0), self.generator)
@@ -124,13 +134,13 @@ class _Trainer:
             x = prepare_batch(data.x_train[idx], data, True, cfg["augment"], self.generator)
             labels = data.y_train[idx]
             with self.autocast():
-                emb = self.model(x)
+                emb = self.net(x)
             emb = emb.float()
             emb.retain_grad()
             out = self.loss_fn(emb, labels, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-            ctx = StepContext(out.loss, out.terms, emb, self.model, self.loss_fn)
+            ctx = StepContext(out.loss, out.terms, emb, self.net, self.loss_fn)
             for reporter in self.reporters:
                 reporter.on_step(ctx)
             self.optimizer.step()
@@ -152,8 +162,8 @@ class _Trainer:
         """Every reporter's evaluation columns, from embeddings computed once."""
         data = self.data
         start = time.perf_counter()
-        ctx = EvalContext(embed(self.model, data.x_test, data, self.autocast), data.y_test,
-                          embed(self.model, data.x_train[self.subset], data, self.autocast),
+        ctx = EvalContext(embed(self.net, data.x_test, data, self.autocast), data.y_test,
+                          embed(self.net, data.x_train[self.subset], data, self.autocast),
                           data.y_train[self.subset])
         out: dict[str, float] = {}
         for reporter in self.reporters:

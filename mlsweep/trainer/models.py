@@ -40,6 +40,18 @@ class EmbeddingNet(nn.Module):
         return F.normalize(self.head(self.backbone(x)), dim=1)
 
 
+class HeadOnly(nn.Module):
+    """An EmbeddingNet's head alone, for inputs that are already its frozen backbone's
+    features (the feature cache): the same parameters and the same output as the whole net."""
+
+    def __init__(self, net: EmbeddingNet) -> None:
+        super().__init__()
+        self.head = net.head
+
+    def forward(self, features: Tensor) -> Tensor:
+        return F.normalize(self.head(features), dim=1)
+
+
 def mlp_backbone(input_shape: Sequence[int], hidden_sizes: Sequence[int]) -> tuple[nn.Module, int]:
     """Fully connected ReLU layers (the seed paper's 128-64 before its 32-d embedding)."""
     layers: list[nn.Module] = [nn.Flatten()]
