@@ -287,7 +287,8 @@ def chart_rows(spec: dict[str, Any]) -> pd.DataFrame:
     data = next(iter(spec["datasets"].values()))
     frame = pd.DataFrame(dict(zip(data["fields"], data["columns"], strict=True)))
     for name, levels in data["levels"].items():
-        frame[name] = frame[name].map(lambda code, levels=levels: None if pd.isna(code) else levels[int(code)])
+        frame[name] = frame[name].map(
+            lambda code, levels=levels: None if pd.isna(code) else levels[int(code)])
     return frame
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats
 
-from mlsweep.analysis import Design, better, claim_tally, comparable
+from mlsweep.analysis import VERDICTS, Design, better, claim_tally, comparable
 from mlsweep.analysis._design import show
 from mlsweep.catalog import STATUSES
 from mlsweep.report import _charts as charts
@@ -32,7 +32,6 @@ PVALUE_METRICS = tuple(m for m in (*RETRIEVAL_METRICS, *VARIANCE_METRICS, *CURVE
                        if comparable(m))
 CD_METRICS = tuple(m for m in PVALUE_METRICS if better(m) is not None)
 MAX_FAILED_ROWS = 200
-VERDICT_ORDER = ("supported", "contradicted", "inconclusive")
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +155,7 @@ def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
     if claims is not None and not claims.empty:
         tally = claim_tally(claims).groupby("verdict")["units"].sum()
         cards["Claims"] = " · ".join(f'<span class="verdict {v}">{tally.get(v, 0)} {v}</span>'
-                                     for v in VERDICT_ORDER) + html.escape(
+                                     for v in VERDICTS) + html.escape(
             " (comparisons that share one loss's runs count once)")
     if plan.get("versions"):
         cards["Versions"] = html.escape(" · ".join(f"{k} {v}" for k, v in plan["versions"].items()))
