@@ -18,6 +18,7 @@ from mlsweep.analysis import (
     AnalysisError,
     ClaimsError,
     analyze,
+    claim_tally,
     format_result,
     load_claims,
     result_json,
@@ -26,10 +27,11 @@ from mlsweep.claims import CLAIM_SETS, Claim
 from mlsweep.results import read_results, write_table
 
 METRICS = ("train_loss", "active_ratio", "grad_norm", "intra_var_mean", "centroid_dist_mean",
-           "recall_at_1", "map_at_r")
+           "var_ratio", "recall_at_1", "map_at_r", "n_terms", "epoch_s", "eval_s")
+COMPARED = tuple(m for m in METRICS if m not in ("train_loss", "n_terms", "epoch_s", "eval_s"))
 TESTS_COLUMNS = ["metric", "stat", "loss_a", "loss_b", "n_pairs", "mean_diff", "ci_low",
-                 "ci_high", "t_stat", "t_p", "w_stat", "w_p", "p_holm", "d_z", "rank_biserial",
-                 "better", "note"]
+                 "ci_high", "t_stat", "t_p", "w_stat", "w_p", "p_holm", "holm_family", "d_z",
+                 "rank_biserial", "better", "note"]
 MARGIN_FREE = {"infonce", "supcon", "npair"}
 
 
@@ -104,7 +106,7 @@ def test_paired_statistics_equal_scipy(tmp_path):
     make_run(run, datasets=("digits", "synthetic"), effect={"triplet": {"map_at_r": 0.1}})
     tests = analyze(run).tests
     assert list(tests.columns) == ["dataset", *TESTS_COLUMNS]
-    assert len(tests) == 2 * len(METRICS) * 2
+    assert len(tests) == 2 * len(COMPARED) * 2
     values = {stat: trial_values(run, stat) for stat in ("final", "mean")}
     for _, row in tests.iterrows():
         a, b = paired(values, row)
@@ -142,13 +144,14 @@ def test_wilcoxon_per_row_with_ties_and_zeros(tmp_path):
 def test_holm_within_block_and_metric_equals_statsmodels(tmp_path):
     run = str(tmp_path)
     make_run(run, losses=("contrastive", "triplet", "multi_similarity"),
-             datasets=("digits", "synthetic"), effect={"triplet": {"grad_norm": 0.2}})
+             datasets=("digits", "synthetic"), effect={"triplet": {"map_at_r": 0.2}})
     tests = analyze(run).tests
-    for _, family in tests.groupby(["dataset", "metric", "stat"]):
+    for (dataset, metric, stat), family in tests.groupby(["dataset", "metric", "stat"]):
         assert len(family) == 3
         expected = multipletests(family["t_p"], method="holm")[1]
         np.testing.assert_allclose(family["p_holm"], expected, rtol=1e-12)
-    planted = tests[(tests["metric"] == "grad_norm") & (tests["loss_b"] == "triplet")]
+        assert set(family["holm_family"]) == {f"dataset={dataset} · {metric} {stat} · 3 tests"}
+    planted = tests[(tests["metric"] == "map_at_r") & (tests["loss_b"] == "triplet")]
     assert len(planted) == 8 and (planted["better"] == "triplet").all()
     assert tests.loc[tests["p_holm"] >= 0.05, "better"].isna().all()
 
@@ -158,12 +161,12 @@ def test_ranks_equal_scipy_friedman_and_nemenyi(tmp_path):
     losses = ("contrastive", "triplet", "multi_similarity")
     datasets = ("digits", "synthetic", "mnist", "cifar10", "cub200")
     make_run(run, losses=losses, datasets=datasets, seeds=range(3),
-             effect={"triplet": {"map_at_r": 0.3, "train_loss": 0.3}})
+             effect={"triplet": {"map_at_r": 0.3, "var_ratio": 0.3}})
     ranks = analyze(run).ranks
     assert list(ranks.columns) == ["metric", "stat", "loss", "mean_rank", "n_blocks",
                                    "friedman_stat", "friedman_p", "cd", "note"]
     values = trial_values(run, "final")
-    for metric, sign in (("map_at_r", -1), ("train_loss", 1)):
+    for metric, sign in (("map_at_r", -1), ("var_ratio", 1)):
         means = values.pivot_table(index="dataset", columns="loss", values=metric)[sorted(losses)]
         rows = ranks[(ranks["metric"] == metric) & (ranks["stat"] == "final")]
         friedman = stats.friedmanchisquare(*means.to_numpy().T)
@@ -178,9 +181,31 @@ def test_ranks_equal_scipy_friedman_and_nemenyi(tmp_path):
     best = ranks[(ranks["metric"] == "map_at_r") & (ranks["stat"] == "final")]
     assert best.loc[best["mean_rank"].idxmin(), "loss"] == "triplet"
     assert "highest" in best["note"].iloc[0]
-    lowest = ranks[(ranks["metric"] == "train_loss") & (ranks["stat"] == "final")]
+    lowest = ranks[(ranks["metric"] == "var_ratio") & (ranks["stat"] == "final")]
     assert lowest.loc[lowest["mean_rank"].idxmax(), "loss"] == "triplet"
     assert "lowest" in lowest["note"].iloc[0]
+
+
+def test_only_comparable_metrics_are_tested_and_directions_come_from_the_catalog(tmp_path):
+    """Issue 14 item 5: bookkeeping and train_loss are summarised, never compared; grad_norm
+    (no better side) differs significantly but names no better loss; var_ratio is lower-better."""
+    run = str(tmp_path)
+    planted = {m: 2.0 for m in ("train_loss", "n_terms", "epoch_s", "eval_s", "grad_norm", "var_ratio")}
+    make_run(run, losses=("contrastive", "triplet", "multi_similarity"),
+             datasets=("digits", "synthetic"), effect={"triplet": planted})
+    result = analyze(run)
+    assert set(result.summary["metric"]) == set(METRICS)
+    assert set(result.tests["metric"]) == set(result.ranks["metric"]) == set(COMPARED)
+    significant = result_json(result)["significant"]
+    assert {row["metric"] for row in significant} <= set(COMPARED)
+    grad = result.tests[(result.tests["metric"] == "grad_norm") & (result.tests["loss_b"] == "triplet")]
+    assert (grad["p_holm"] < 0.05).all() and grad["better"].isna().all()
+    ratio = result.tests[(result.tests["metric"] == "var_ratio") & (result.tests["loss_b"] == "triplet")]
+    assert (ratio["p_holm"] < 0.05).all() and (ratio["better"] == ratio["loss_a"]).all()
+    note = result.ranks.loc[result.ranks["metric"] == "grad_norm", "note"].iloc[0]
+    assert note.startswith("rank 1 = highest value (no better side)")
+    text = format_result(result)
+    assert "n_terms" not in text and "epoch_s" not in text and "eval_s" not in text
 
 
 def test_ranks_with_two_losses_or_one_block_explain_what_is_missing(tmp_path):
@@ -263,7 +288,8 @@ def test_excluded_trials_are_counted_and_unpaired_seeds_reported(tmp_path):
     assert result.n_excluded == {"failed": 1, "diverged": 1, "unfinished": 1}
     row = result.tests.iloc[0]
     assert row["n_pairs"] == 4
-    assert row["note"] == ("4 pairs: Wilcoxon cannot reach p < 0.05; "
+    assert row["note"] == ("4 pairs: Wilcoxon cannot reach p < 0.05, p_holm and verdicts rest "
+                           "on the paired t-test; "
                            "2 contrastive seed(s) without triplet; "
                            "2 triplet seed(s) without contrastive")
     missing = {(m["seed"], m["missing"]) for m in result.missing_pairs}
@@ -271,21 +297,53 @@ def test_excluded_trials_are_counted_and_unpaired_seeds_reported(tmp_path):
     assert result.summary.set_index("loss").loc["triplet", "n"].tolist() == [6, 6]
 
 
-def test_margin_free_loss_joins_every_margin_block(tmp_path):
+def test_margin_free_loss_is_one_arm_and_no_trial_counts_twice(tmp_path):
+    """Issue 14 item 4: infonce and supcon (margin null) are one arm each, ranked once per data
+    set beside triplet and contrastive at each margin; they are compared with each margin's
+    runs of a margin loss (distinct comparisons), with each other once, and a claim about one
+    of them tallies its runs once."""
     run = str(tmp_path)
-    make_run(run, losses=("contrastive", "triplet", "infonce"), margins=(0.2, 1.0),
-             seeds=range(6), effect={"infonce": {"map_at_r": 0.5}})
-    result = analyze(run, metrics=["map_at_r"])
-    tests = result.tests
+    datasets = ("digits", "synthetic", "mnist")
+    make_run(run, losses=("contrastive", "triplet", "infonce", "supcon"), datasets=datasets,
+             margins=(0.2, 1.0), seeds=range(6), effect={"infonce": {"map_at_r": 0.5}})
+    claims = [{"a": "infonce", "b": "triplet", "metric": "map_at_r"},
+              {"a": "triplet", "b": "contrastive", "metric": "map_at_r"}]
+    result = analyze(run, metrics=["map_at_r"], claims=claims)
+    tests = result.tests[result.tests["stat"] == "final"]
     assert list(tests.columns[:2]) == ["dataset", "margin"]
-    against = tests[(tests["loss_a"] == "infonce") | (tests["loss_b"] == "infonce")]
-    assert sorted(against["margin"].unique()) == [0.2, 1.0]
-    assert (against["n_pairs"] == 6).all() and len(against) == 2 * 2 * 2
-    assert (against["note"] == "").all() and result.missing_pairs == []
-    summary = result.summary
-    assert summary.loc[summary["loss"] == "infonce", "margin"].isna().all()
-    assert len(summary) == (2 * 2 + 1) * 2
-    assert (result.ranks["n_blocks"] == 2).all()
+    digits = tests[tests["dataset"] == "digits"]
+    pairs = {(r.loss_a, r.loss_b, None if pd.isna(r.margin) else r.margin) for r in digits.itertuples()}
+    assert pairs == {("contrastive", "triplet", 0.2), ("contrastive", "triplet", 1.0),
+                     *((a, b, m) for a, b in (("contrastive", "infonce"), ("infonce", "triplet"),
+                                               ("contrastive", "supcon"), ("supcon", "triplet"))
+                       for m in (0.2, 1.0)),
+                     ("infonce", "supcon", None)}
+    assert len(digits) == len(pairs) and (digits["n_pairs"] == 6).all()
+    assert (digits["holm_family"] == "dataset=digits · map_at_r final · 11 tests").all()
+    assert result.missing_pairs == []
+    summary = result.summary[result.summary["stat"] == "final"]
+    assert len(summary) == len(datasets) * (2 * 2 + 2) and (summary["n"] == 6).all()
+    # Ranks: blocks are data sets, arms are (loss, margin it sets): each trial in one block-arm.
+    ranks = result.ranks[result.ranks["stat"] == "final"]
+    assert list(ranks.columns[:4]) == ["metric", "stat", "loss", "margin"]
+    assert (ranks["n_blocks"] == 3).all() and len(ranks) == 6
+    values = trial_values(run, "final").assign(margin=lambda f: f["margin"].fillna(-1))
+    means = values.pivot_table(index="dataset", columns=["loss", "margin"], values="map_at_r")
+    friedman = stats.friedmanchisquare(*means.to_numpy().T)
+    np.testing.assert_allclose(ranks["friedman_stat"], friedman.statistic, rtol=1e-12)
+    expected = dict(zip(means.columns, stats.rankdata(-means.to_numpy(), axis=1).mean(axis=0),
+                        strict=True))
+    got = {(r.loss, -1 if pd.isna(r.margin) else r.margin): r.mean_rank for r in ranks.itertuples()}
+    assert got == pytest.approx(expected)
+    # Claims: two rows per data set for infonce (one per triplet margin), one run set of infonce.
+    claim_rows = result.claims[result.claims["loss_a"] == "infonce"]
+    assert len(claim_rows) == 2 * len(datasets) and claim_rows["unit"].nunique() == len(datasets)
+    tally = claim_tally(result.claims).set_index(["claim", "verdict"])
+    assert tally.loc[("infonce map_at_r > triplet (final)", "supported"), "units"] == 3
+    assert tally.loc[("infonce map_at_r > triplet (final)", "supported"), "rows"] == 6
+    other = result.claims[result.claims["loss_a"] == "triplet"]
+    assert other["unit"].nunique() == len(other) == 2 * len(datasets)  # disjoint runs each
+    assert "(from 6 comparisons; those sharing one loss's runs count once)" in format_result(result)
 
 
 def test_loss_specific_settings_do_not_split_blocks(tmp_path):
@@ -307,7 +365,8 @@ def test_mean_over_epochs_skips_epochs_without_evaluation(tmp_path):
              "map_at_r": float("nan") if e < 4 else 0.5} for e in range(1, 5)])
         write_table(run, "trials", trial_id, [{**config, "status": "completed"}])
     summary = analyze(run).summary.set_index(["loss", "metric", "stat"])
-    assert summary.loc[("triplet", "map_at_r", "mean"), "mean"] == 0.5
+    assert summary.loc[("triplet", "map_at_r", "final"), "mean"] == 0.5
+    assert ("triplet", "map_at_r", "mean") not in summary.index  # evaluated once: one number
     assert summary.loc[("triplet", "train_loss", "mean"), "mean"] == 2.5
     assert summary.loc[("triplet", "train_loss", "final"), "mean"] == 4.0
 
@@ -330,6 +389,26 @@ def test_tables_are_written_and_printed(tmp_path):
     assert document["n_excluded"] == {"failed": 1}
     assert {c["verdict"] for c in document["claims"]} <= {"supported", "inconclusive"}
     assert document["paths"] == result.paths
+
+
+def test_every_printed_p_names_its_holm_family(tmp_path):
+    """Issue 14 item 6: a claim and the test of the same comparison carry different p_holm
+    (Holm over all claims vs within block x metric x stat); each says which family it is of."""
+    run = str(tmp_path)
+    make_run(run, effect={"triplet": {m: 0.1 for m in COMPARED}}, rng_seed=2)
+    result = analyze(run, claims="paper")
+    claims, tests = result.claims, result.tests
+    assert (claims["holm_family"] == "all claims · 6 tests").all()
+    claim = claims[claims["metric"] == "map_at_r"].iloc[0]
+    test = tests[(tests["metric"] == "map_at_r") & (tests["stat"] == "final")].iloc[0]
+    assert claim["t_p"] == pytest.approx(test["t_p"])
+    assert claim["p_holm"] != pytest.approx(test["p_holm"])  # two corrections, both shown
+    assert test["holm_family"] == f"dataset=digits · map_at_r final · {1} tests"
+    text = format_result(result)
+    assert "p_holm: Holm over all 6 claim tests" in text
+    assert "p_holm: Holm within block x metric x stat, its family in holm_family" in text
+    significant = result_json(result)["significant"]
+    assert all("holm_family" in row for row in significant)
 
 
 def test_claims_come_from_the_runs_sweep_file_and_absent_losses_are_skipped(tmp_path):
@@ -419,7 +498,7 @@ def test_bootstrap_ci_is_scipys(n: int, bca: bool, monkeypatch: pytest.MonkeyPat
     """The matrix-product bootstrap against scipy.stats.bootstrap with the same generator, over
     several chunks. Integer-valued rows make every mean exact in both, so nothing is left to
     rounding: equal up to the last bits."""
-    from mlsweep import analysis
+    from mlsweep.analysis import _stats as analysis
 
     monkeypatch.setattr(analysis, "_CHUNK", 40 * n * analysis.N_RESAMPLES)  # 40 rows a chunk
     x = np.random.default_rng(n).integers(-50, 50, size=(130, n)).astype(float)

@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mlsweep.cli import app
-from mlsweep.report import ReportResult, build_report
+from mlsweep.report import ReportError, ReportResult, build_report
+from mlsweep.report._sections import p_label
 from mlsweep.results import read_results, write_trial
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it
@@ -41,7 +42,8 @@ def smoke_dir(smoke_run: tuple[dict[str, Any], Path, Any],
     shutil.copytree(storage / "smoke", run_dir,
                     ignore=shutil.ignore_patterns("analysis", ".cache", "report.html"))
     trials, epochs = read_results(str(run_dir), "trials"), read_results(str(run_dir), "epochs")
-    row = trials.iloc[0].to_dict()
+    # Nulls back to None: an int64 column with nulls reads as float NaN.
+    row = {k: None if isinstance(v, float) and v != v else v for k, v in trials.iloc[0].to_dict().items()}
     config = {k: row[k] for k in trials.columns if k in epochs.columns and k not in ("trial_id", "sweep")}
     for trial_id, status, error in (
             ("f00000000001", "failed", "InjectedFailure: failing on purpose\n  File loop.py, line 113"),
@@ -119,6 +121,7 @@ def test_smoke_report_renders_offline_in_chromium(smoke_report: ReportResult, br
         claims = page.inner_text("#claims")
         assert "triplet intra_var_mean > contrastive (final)" in claims
         assert re.search(r"supported|contradicted|inconclusive", claims)
+        assert "p (Holm, all 6 claims)" in claims and "Holm over all 6 claim tests" in claims
         failures = page.inner_text("#failures")
         assert "InjectedFailure: failing on purpose" in failures and "non-finite loss" in failures
         assert "2 of 6 trials" in failures
@@ -217,14 +220,19 @@ def test_one_loss_run_still_gives_a_page_that_says_why_sections_are_empty(
         opened["context"].close()
 
 
-def write_large_run(run_dir: Path, epochs: int = 10) -> int:
+def write_large_run(run_dir: Path, epochs: int = 10,
+                    losses: tuple[str, ...] = ("contrastive", "triplet", "npair", "infonce", "supcon"),
+                    margins: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0),
+                    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                    margin_free: tuple[str, ...] = ()) -> int:
     """1,000 completed trials (5 losses x 2 data sets x 4 margins x 5 learning rates x 5 seeds)
-    with made-up epoch values, each table as one Parquet file, as fast to write as to read."""
+    with made-up epoch values, each table as one Parquet file, as fast to write as to read.
+    `margin_free` losses run once per data set, learning rate and seed, with margin null."""
     rng = np.random.default_rng(0)
-    losses = ["contrastive", "triplet", "npair", "infonce", "supcon"]
-    grid = itertools.product(losses, ["digits", "synthetic"], [0.1, 0.2, 0.5, 1.0],
-                             [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], range(5))
+    grid = itertools.product(losses, ["digits", "synthetic"], margins, lrs, range(5))
     trials = pd.DataFrame(grid, columns=["loss", "dataset", "margin", "lr", "seed"])
+    trials.loc[trials["loss"].isin(margin_free), "margin"] = np.nan
+    trials = trials.drop_duplicates(ignore_index=True)
     trials.insert(0, "trial_id", [f"trial{i:04d}" for i in range(len(trials))])
     trials.insert(1, "sweep", "large")
     start = pd.Timestamp("2025-01-01", tz="UTC")
@@ -272,3 +280,70 @@ def test_cli_report_prints_what_it_wrote_and_refuses_a_folder_without_results(
     empty = runner.invoke(app, ["report", str(tmp_path / "nothing")])
     assert empty.exit_code == 2 and "error: no trials recorded" in empty.output
     assert "Traceback" not in empty.output
+
+
+def chart_rows(spec: dict[str, Any]) -> pd.DataFrame:
+    """The rows of a packed spec's (single) dataset, unpacked as the page's script does."""
+    data = next(iter(spec["datasets"].values()))
+    frame = pd.DataFrame(dict(zip(data["fields"], data["columns"], strict=True)))
+    for name, levels in data["levels"].items():
+        frame[name] = frame[name].map(
+            lambda code, levels=levels: None if pd.isna(code) else levels[int(code)])
+    return frame
+
+
+def test_margin_free_loss_is_plotted_once_and_only_comparable_metrics_are_compared(
+        tmp_path: Path) -> None:
+    """Issue 14 items 4 and 5: supcon (no margin) is one point per data set in the CI charts,
+    one curve per epoch under every margin, one arm in the CD diagram; train_loss is no row of
+    the p-value map, grad_norm (no better side) none of the CD diagram."""
+    run_dir = tmp_path / "mixed"
+    n = write_large_run(run_dir, epochs=3, losses=("contrastive", "triplet", "supcon"),
+                        margins=(0.2, 1.0), lrs=(1e-3,), margin_free=("supcon",))
+    assert n == 2 * 2 * 2 * 5 + 2 * 5
+    result = build_report(str(run_dir))
+    specs = specs_of(Path(result.path).read_text())
+    rows = {chart_id: chart_rows(spec) for chart_id, spec in specs.items()}
+    curves, _, variance, retrieval, pvalues, ranks = rows.values()
+    for table in (variance, retrieval):
+        supcon = table[table["loss"] == "supcon"]
+        assert set(supcon["setting"]) == {"no margin"}
+        assert len(supcon) == len(supcon[["dataset", "metric"]].drop_duplicates())
+        assert set(table.loc[table["loss"] == "triplet", "setting"]) == {"margin=0.2", "margin=1"}
+    supcon = curves[curves["loss"] == "supcon"]
+    assert len(supcon) == 3 * supcon["metric"].nunique()  # one row per epoch and metric
+    assert set(supcon["shown_in"]) == {"|margin=0.2|margin=1|no margin|"}
+    assert set(curves.loc[curves["loss"] == "triplet", "shown_in"]) == {"|margin=0.2|", "|margin=1|"}
+    assert "train_loss" not in set(pvalues["metric"]) and "grad_norm" not in set(ranks["metric"])
+    assert {"recall_at_1", "map_at_r", "knn_acc", "var_ratio"} == set(ranks["metric"])
+    arms = ranks[ranks["metric"] == "map_at_r"]
+    assert sorted(arms["arm"]) == ["contrastive margin=0.2", "contrastive margin=1", "supcon",
+                                   "triplet margin=0.2", "triplet margin=1"]
+    assert (arms["n_blocks"] == 2).all()
+
+
+def test_p_values_are_printed_to_three_significant_digits() -> None:
+    assert [p_label(p) for p in (0.0521, 0.37, 0.004567, 3.21e-5, 1.0)] == [
+        "0.0521", "0.37", "0.00457", "3.21e-5", "1"]
+
+
+def test_report_of_a_run_whose_analysis_failed_says_why_and_exits_2(smoke_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    """Issue 14 item 9: every trial failed, so analyze fails: the page still lists the failures,
+    and the CLI says analyze failed and why, with exit 2 (there is no chart to draw)."""
+    run_dir = tmp_path / "failed"
+    shutil.copytree(smoke_dir, run_dir, ignore=shutil.ignore_patterns("analysis", "tune", "report.html"))
+    trials = read_results(str(run_dir), "trials")
+    for trial_id in trials.loc[trials["status"] == "completed", "trial_id"]:
+        for file in (run_dir / "results").glob(f"*/{trial_id}.parquet"):
+            file.unlink()
+    failed = r"^analyze failed: no completed trials .*1 failed.*; wrote "
+    with pytest.raises(ReportError, match=failed) as error:
+        build_report(str(run_dir))
+    assert "\n" not in str(error.value)
+    done = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert done.exit_code == 2 and "Traceback" not in done.output
+    assert "error: analyze failed: no completed trials" in done.output
+    assert "ran analyze first" not in done.output
+    html = (run_dir / "report.html").read_text()
+    assert "InjectedFailure: failing on purpose" in html and "Nothing to show: analyze failed" in html

@@ -2,8 +2,8 @@
 
 Every chart colours losses from one fixed domain, so a loss keeps its colour from chart to chart,
 and every chart's loss legend is clickable: a click highlights that loss, shift-click adds one.
-A sweep's other factors (margin, ...) are a `setting`: a dropdown picks one on the learning curves,
-the x axis shows them side by side elsewhere.
+A sweep's other factors (margin, ...) are a `setting`: a dropdown picks one on the learning curves
+(a loss that sets no margin shows under each), the x axis shows them side by side elsewhere.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ def _tooltip(fields: Sequence[tuple[str, str]]) -> list[alt.Tooltip]:
 def curves_chart(frame: pd.DataFrame, title: str, metrics: Sequence[str], losses: Sequence[str],
                  settings: Sequence[str]) -> alt.FacetChart:
     """Per-epoch mean over seeds with its 95% band, one panel per metric, one line per loss;
-    a dropdown picks the setting when the sweep has several."""
+    a dropdown picks the setting when the sweep has several, and a row shows under every
+    setting its `shown_in` lists (`|margin=0.2|margin=1|`)."""
     highlight, color, opacity = _loss_encoding(losses)
     base = alt.Chart(frame)
     choice = None
     if len(settings) > 1:
         choice = alt.param(name="setting", value=settings[0],
                            bind=alt.binding_select(options=list(settings), name="setting "))
-        base = base.transform_filter(alt.datum.setting == choice)
+        base = base.transform_filter(f"indexof(datum.shown_in, '|' + {choice.name} + '|') >= 0")
     x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1))
     band = base.mark_area().encode(
         x=x, y=alt.Y("low:Q", title=None, scale=alt.Scale(zero=False)), y2="high:Q", color=color,
@@ -106,6 +107,7 @@ def pvalue_chart(frame: pd.DataFrame, metrics: Sequence[str], blocks: Sequence[s
                         scale=alt.Scale(type="log", domain=[1e-6, 1], scheme="blues", reverse=True,
                                         clamp=True)),
         tooltip=_tooltip([("pair", "N"), ("block", "N"), ("metric", "N"), ("p_holm", "Q"),
+                          ("holm_family", "N"),
                           ("t_p", "Q"), ("w_p", "Q"), ("mean_diff", "Q"), ("ci_low", "Q"),
                           ("ci_high", "Q"), ("d_z", "Q"), ("n_pairs", "Q"), ("better", "N"),
                           ("note", "N")]))
@@ -115,27 +117,28 @@ def pvalue_chart(frame: pd.DataFrame, metrics: Sequence[str], blocks: Sequence[s
     return (alt.layer(rect, text).properties(width=max(160, 40 * len(blocks)), height=alt.Step(22))
             .facet(row=alt.Row("pair:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
             .properties(title=alt.Title("Holm-corrected p-values per loss pair",
-                                        subtitle="paired t-test at the final epoch, "
-                                        "Holm within each data set x setting x metric")))
+                                        subtitle="paired t-test at the final epoch, Holm within "
+                                        "each block x metric (hover: the family)")))
 
 
-def cd_chart(frame: pd.DataFrame, labels: Sequence[str], losses: Sequence[str]) -> alt.FacetChart:
-    """Critical-difference diagram: each loss's mean rank over blocks, a row per metric (`label`),
-    and a bar of the Nemenyi critical difference from the best rank: losses inside the bar do not
-    differ significantly from the best."""
+def cd_chart(frame: pd.DataFrame, labels: Sequence[str], losses: Sequence[str],
+             arms: Sequence[str]) -> alt.FacetChart:
+    """Critical-difference diagram: each arm's mean rank over blocks (coloured by its loss), a
+    row per metric (`label`), and a bar of the Nemenyi critical difference from the best rank:
+    arms inside the bar do not differ significantly from the best."""
     highlight, color, opacity = _loss_encoding(losses)
     x = alt.X("mean_rank:Q", title="mean rank over blocks",
-              scale=alt.Scale(domain=[1, max(2, len(losses))], nice=False))
-    y = alt.Y("loss:N", title=None, sort=list(losses), axis=None)
+              scale=alt.Scale(domain=[1, max(2, len(arms))], nice=False))
+    y = alt.Y("arm:N", title=None, sort=list(arms), axis=None)
     base = alt.Chart(frame)
     bar = base.transform_filter("datum.is_best && isValid(datum.cd)").mark_rule(
         strokeWidth=7, opacity=0.25, color="#333").encode(
         x=x, x2="cd_end:Q", y=y, tooltip=_tooltip([("cd", "Q"), ("n_blocks", "Q")]))
     points = base.mark_point(filled=True, size=90).encode(
         x=x, y=y, color=color, opacity=opacity,
-        tooltip=_tooltip([("loss", "N"), ("metric", "N"), ("mean_rank", "Q"), ("n_blocks", "Q"),
+        tooltip=_tooltip([("arm", "N"), ("metric", "N"), ("mean_rank", "Q"), ("n_blocks", "Q"),
                           ("cd", "Q"), ("friedman_p", "Q"), ("note", "N")]))
-    names = base.mark_text(align="left", dx=8).encode(x=x, y=y, text="loss:N", color=color,
+    names = base.mark_text(align="left", dx=8).encode(x=x, y=y, text="arm:N", color=color,
                                                       opacity=opacity)
     return (alt.layer(bar, points.add_params(highlight), names)
             .properties(width=480, height=alt.Step(16))
