@@ -1,0 +1,27 @@
+"""Which trials may be trained together as one pack (issue 16); torch-free, for the driver.
+
+A pack is trained as one stacked model with a leading member dimension. Its members may differ
+only in per-member scalars; everything else (loss, miner, data, model shape, batch size,
+epochs, optimizer with its lr and weight decay, sampler, evaluation, device) is shared.
+lr and weight_decay are shared because the fused optimisers take one scalar lr per group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# Settings a member may hold on its own. loss_params are the loss's scalar parameters
+# (temperature, scale, ...): each member builds its own loss with its own values.
+PER_MEMBER = ("seed", "margin", "loss_params")
+# Networks built as stacked weights; the others (torchvision backbones) run as packs of one.
+PACKABLE_MODELS = ("mlp", "convnet")
+
+
+def pack_key(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Equal keys: the two resolved configs can share a pack. None: the config runs alone."""
+    if config.get("model") not in PACKABLE_MODELS:
+        return None
+    shared = {name: value for name, value in config.items() if name not in PER_MEMBER}
+    return ("pack", json.dumps(shared, sort_keys=True, separators=(",", ":")))
