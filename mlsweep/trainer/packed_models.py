@@ -4,7 +4,8 @@ Each member's network is first built as a solo EmbeddingNet (models.build_model,
 member's seed), then its weights are stacked: a parameter of the pack is [members, ...] and
 member i's slice is exactly its solo parameter. Inputs and outputs are [members, batch, ...].
 
-Linear layers run as one batched matmul (torch.baddbmm) over all members; convolutions run
+Linear layers run as one batched matmul (torch.baddbmm) over all members (a pack of one as a
+batch of two, see PackedLinear); convolutions run
 member by member on their weight slices: a grouped convolution over the pack would be one
 call, but torch's CPU kernels then give results that depend on the number of groups (about
 1e-6 relative), and a member's numbers must not depend on its pack. Networks that cannot be
@@ -38,9 +39,21 @@ class PackedLinear(nn.Module):
         self.bias = _stack([layer.bias for layer in layers])
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.bias is None:
-            return torch.bmm(x, self.weight.transpose(1, 2))
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        weight, bias = self.weight, self.bias
+        if len(weight) == 1:
+            # For a single matrix torch's bmm takes the plain gemm path, whose rounding differs
+            # from its batched path for long rows (in_features >= ~784 on the CPU, ~4e-6
+            # relative): a pack of one runs as a batch of two (itself twice) so that a member's
+            # numbers do not depend on its pack's size. The copy's gradient is exactly zero.
+            return PackedLinear._apply_to(torch.cat([x, x]), torch.cat([weight, weight]),
+                                          None if bias is None else torch.cat([bias, bias]))[:1]
+        return PackedLinear._apply_to(x, weight, bias)
+
+    @staticmethod
+    def _apply_to(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
 class PackedConv2d(nn.Module):
