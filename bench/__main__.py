@@ -1,6 +1,6 @@
 """Run mlsweep's benchmarks and print a markdown summary of medians and ratios vs the targets.
 
-    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis] [--repeat N]
+    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis|packing] [--repeat N]
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import analysis_scale, diagnostics_cost, orchestration, throughput
+from bench import analysis_scale, diagnostics_cost, orchestration, packing, throughput
 from bench.common import machine
 
 BENCHMARKS = {"orchestration": orchestration.run, "throughput": throughput.run,
-              "diagnostics": diagnostics_cost.run, "analysis": analysis_scale.run}
+              "diagnostics": diagnostics_cost.run, "analysis": analysis_scale.run,
+              "packing": packing.run}
 
 
 def main() -> None:
