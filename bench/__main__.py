@@ -1,6 +1,6 @@
 """Run mlsweep's benchmarks and print a markdown summary of medians and ratios vs the targets.
 
-    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis|features|estimate]
+    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis|features|estimate|packing]
         [--repeat N]
 """
 
@@ -12,12 +12,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import analysis_scale, diagnostics_cost, estimate, feature_cache, orchestration, throughput
+from bench import (
+    analysis_scale,
+    diagnostics_cost,
+    estimate,
+    feature_cache,
+    orchestration,
+    packing,
+    throughput,
+)
 from bench.common import machine
 
 BENCHMARKS = {"orchestration": orchestration.run, "throughput": throughput.run,
               "diagnostics": diagnostics_cost.run, "analysis": analysis_scale.run,
-              "features": feature_cache.run, "estimate": estimate.run}
+              "features": feature_cache.run, "estimate": estimate.run,
+              "packing": packing.run}
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 # Trials/hour and GPU utilisation of mlsweep sweeps packed 1, 4 and 8 trials per GPU
 # (resources gpu 1, 0.25, 0.125): the quickstart grid (24 of its trials) and a CIFAR-10-shaped
 # sweep (random uint8 images in the official layout, convnet, 3 epochs, 16 trials); then the
-# trainer-throughput benchmark on the GPU. About 6-8 minutes on one H200.
+# trainer-throughput benchmark on the GPU; then packed trials (`run_trials`, packs of 1, 8, 32
+# and 64 members on the quickstart's configs: trials/hour and peak memory, bench/gpu_packs.py).
+# About 10-12 minutes on one H200.
 #
 #   bash bench/gpu.sh          from the repository root, after `make install`
 #
@@ -91,4 +93,8 @@ column -t -s $'\t' "$TABLE"
 echo
 timeout 180 .venv/bin/python -m bench --quick --only throughput | tee "$OUT/throughput.md" \
     || echo "throughput benchmark failed or timed out (see above)"
-echo "results: $TABLE, $OUT/throughput.md; sweep logs and runs: $OUT"
+echo
+echo "## Packed trials on the GPU (run_trials, one process)"
+timeout "${PACK_TIMEOUT:-300}" .venv/bin/python -m bench.gpu_packs --device cuda --sizes 1 8 32 64 \
+    | tee "$OUT/packs.tsv" | column -t -s $'\t' || echo "packed-trials benchmark failed or timed out (see above)"
+echo "results: $TABLE, $OUT/throughput.md, $OUT/packs.tsv; sweep logs and runs: $OUT"

@@ -67,7 +67,7 @@ def dataloader_dataset(data: DataSplit, augment: bool) -> Dataset:
 
 def trainer_epoch(trainer: _Trainer) -> Callable[[int], int]:
     def epoch(i: int) -> int:
-        record, _ = trainer.train_epoch(i)
+        ((record, _),) = trainer.train_epoch(i)
         return round(record["samples_per_s"] * record["epoch_s"])
 
     return epoch
@@ -75,7 +75,7 @@ def trainer_epoch(trainer: _Trainer) -> Callable[[int], int]:
 
 def dataloader_epoch(config: dict[str, Any]) -> Callable[[int], int]:
     """A DataLoader training loop with the trainer's model, loss, optimizer and precision."""
-    trainer = _Trainer(config)  # same seed: same initial weights
+    trainer = _Trainer([config])  # same seed: same initial weights (a pack of one)
     model, loss_fn, optimizer, device = trainer.model, trainer.loss_fn, trainer.optimizer, trainer.device
     loader = DataLoader(dataloader_dataset(load_dataset(config), config["augment"]),
                         batch_size=config["batch_size"], shuffle=True,
@@ -89,10 +89,10 @@ def dataloader_epoch(config: dict[str, Any]) -> Callable[[int], int]:
                 continue
             x, y = x.to(device), y.to(device)
             with trainer.autocast():  # bf16 on CUDA, as the trainer
-                emb = model(x)
-            out = loss_fn(emb.float(), y, trainer.generator)
+                emb = model(x.unsqueeze(0))
+            out = loss_fn(emb.float(), y.unsqueeze(0), trainer.generators)
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out.loss.sum().backward()
             optimizer.step()
             losses.append(out.loss.detach())
             samples += len(y)
@@ -111,7 +111,7 @@ def timed_epoch(epoch: Callable[[int], int], i: int) -> Rates:
 
 def measure(config: dict[str, Any], epochs: int) -> tuple[list[Rates], list[Rates]]:
     """(wall, CPU) samples/s per epoch of both loops, taking turns after a warm-up epoch each."""
-    ours, theirs = trainer_epoch(_Trainer(config)), dataloader_epoch(config)
+    ours, theirs = trainer_epoch(_Trainer([config])), dataloader_epoch(config)
     ours(1)
     theirs(1)
     fast, slow = [], []
@@ -145,5 +145,5 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
                              f"{cpu_speedup:.2f}x"])
         section.targets.append(Target(f"speed-up on {name.split(' ')[0]}", speedup, 2.0, at_most=False))
     section.notes.append(f"torch threads: {torch.get_num_threads()}, device: "
-                         f"{_Trainer(cases['digits (mlp)']).device}, batch size 128, triplet loss")
+                         f"{_Trainer([cases['digits (mlp)']]).device}, batch size 128, triplet loss")
     return section

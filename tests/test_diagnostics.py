@@ -111,10 +111,10 @@ def test_variance_reporter_prefixes_train_columns() -> None:
 
 
 def one_step(ctx: StepContext) -> dict[str, float]:
-    """A fresh greediness reporter's columns for one step."""
+    """A fresh greediness reporter's columns for one step (of its only member)."""
     reporter = GreedinessReporter()
     reporter.on_step(ctx)
-    return {key: column[0] for key, column in reporter.end_epoch().items()}
+    return {key: column[0][0] for key, column in reporter.end_epoch().items()}
 
 
 def terms_step(terms: torch.Tensor) -> StepContext:
@@ -155,7 +155,7 @@ def test_steps_reduced_together_equal_each_step_alone(monkeypatch: pytest.Monkey
         columns = reporter.end_epoch()
         for i, (_, _, alone) in enumerate(contexts):
             for key, value in alone.items():
-                assert columns[key][i] == pytest.approx(value, rel=1e-6, nan_ok=True), (limit, i, key)
+                assert columns[key][0][i] == pytest.approx(value, rel=1e-6, nan_ok=True), (limit, i, key)
         assert reporter.end_epoch() == {}  # an epoch's columns are given once
 
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from datafiles import write_mnist
 
-from mlsweep.catalog import SETTINGS, resolve, trial_id
-from mlsweep.trainer.features import FOLDER, FORMAT, cached, uses_feature_cache
+from mlsweep.catalog import SETTINGS, resolve, trial_id, uses_feature_cache
+from mlsweep.trainer.features import FOLDER, FORMAT, cached
 from mlsweep.trainer.loop import TrialResult, run_trial
 
 TIMING = ["epoch_s", "samples_per_s", "eval_s"]

@@ -21,7 +21,6 @@ from mlsweep.trainer.losses import (
     build_loss,
     mine,
     random_triplets,
-    triplets_to_pairs,
 )
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 1])
@@ -231,11 +230,3 @@ def test_margin_miners_return_exactly_their_triplets(miner: str) -> None:
 def test_all_miner_forms_every_triplet() -> None:
     got = as_list(mine("all", batch(), LABELS, 0.1, gen()))
     assert sorted(got) == sorted(all_triplets(LABELS.tolist()))
-
-
-def test_triplets_to_pairs_deduplicates() -> None:
-    triplets = (torch.tensor([0, 0, 0, 1, 1]), torch.tensor([1, 1, 2, 0, 0]),
-                torch.tensor([5, 6, 5, 5, 5]))
-    a1, p, a2, n = triplets_to_pairs(triplets, 7)
-    assert sorted(zip(a1.tolist(), p.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 0)]
-    assert sorted(zip(a2.tolist(), n.tolist(), strict=True)) == [(0, 5), (0, 6), (1, 5)]

@@ -20,6 +20,7 @@ from mlsweep.catalog.metrics import (
 )
 from mlsweep.catalog.miners import MINERS
 from mlsweep.catalog.models import MODELS, ModelInfo
+from mlsweep.catalog.packing import PER_MEMBER, pack_key, uses_feature_cache
 from mlsweep.catalog.reporters import REPORTERS, ReporterInfo
 from mlsweep.catalog.settings import (
     NESTED,
@@ -41,10 +42,43 @@ from mlsweep.catalog.settings import (
 from mlsweep.catalog.tables import COLUMNS, STATUSES, TABLES
 
 __all__ = [
-    "BASE_METRICS", "COLUMNS", "COMPARABLE", "DATASETS", "EPOCH_METRICS", "LOSSES",
-    "LOSS_DEPENDENT_SETTINGS", "METRICS", "MINERS", "MODELS", "NESTED", "OPTIMIZERS", "REPORTERS",
-    "SAMPLERS", "SETTINGS", "SPLITS", "STATUSES", "STEP_COLUMNS", "TABLES", "TRIAL_METRICS",
-    "DatasetInfo", "LossInfo", "MetricInfo", "ModelInfo", "ReporterInfo", "Setting",
-    "config_problems", "identity", "load", "not_one_of", "param_problems", "parse_number", "parse_setting",
-    "resolve", "trial_id", "validate_config",
+    "BASE_METRICS",
+    "COLUMNS",
+    "COMPARABLE",
+    "DATASETS",
+    "EPOCH_METRICS",
+    "LOSSES",
+    "LOSS_DEPENDENT_SETTINGS",
+    "METRICS",
+    "MINERS",
+    "MODELS",
+    "NESTED",
+    "OPTIMIZERS",
+    "PER_MEMBER",
+    "REPORTERS",
+    "SAMPLERS",
+    "SETTINGS",
+    "SPLITS",
+    "STATUSES",
+    "STEP_COLUMNS",
+    "TABLES",
+    "TRIAL_METRICS",
+    "DatasetInfo",
+    "LossInfo",
+    "MetricInfo",
+    "ModelInfo",
+    "ReporterInfo",
+    "Setting",
+    "config_problems",
+    "identity",
+    "load",
+    "not_one_of",
+    "pack_key",
+    "param_problems",
+    "parse_number",
+    "parse_setting",
+    "resolve",
+    "trial_id",
+    "uses_feature_cache",
+    "validate_config",
 ]

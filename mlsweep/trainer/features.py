@@ -35,11 +35,6 @@ FORMAT = 1
 FOLDER = ".mlsweep-features"
 
 
-def uses_feature_cache(config: Mapping[str, Any]) -> bool:
-    """Whether a resolved trial config trains its head on cached backbone features."""
-    return bool(config["freeze_backbone"] and config["feature_cache"] and not config["augment"])
-
-
 def frozen_features(config: Mapping[str, Any], data: DataSplit, backbone: nn.Module,
                     device: torch.device, autocast: Callable[[], Any], batch: int) -> DataSplit:
     """`data` with each split replaced by its (cached) backbone features, float32 [N, F].

@@ -1,8 +1,11 @@
-"""One trial from a resolved config: seed, build, train, hand each epoch to the reporters.
+"""Trials from resolved configs: seed, build, train, hand each epoch to the reporters.
 
 Every sweep trial runs this same code, in-process (`mlsweep train`, `mlsweep.run_trial`) or in
-a Ray Tune worker. Same config, same numbers: all randomness flows from `seed` (init, batch
-order, augmentation, mining) and the split from `split_seed`.
+a Ray Tune worker, alone or packed with others (`run_trials`, issue 16): a pack of trials that
+differ only in per-member scalars trains as one stacked model, and a trial alone is a pack of
+one. Same config, same numbers, in any pack: all randomness flows from the member's `seed`
+(init, batch order, augmentation, mining) through its own generator, and the split from
+`split_seed`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,17 +25,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mlsweep.catalog import validate_config
+from mlsweep.catalog import pack_key, uses_feature_cache, validate_config
 from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext, build_reporters
 from mlsweep.diagnostics.summary import summarize
 from mlsweep.trainer.data import DataSplit, load_dataset
-from mlsweep.trainer.features import frozen_features, uses_feature_cache
+from mlsweep.trainer.features import frozen_features
 from mlsweep.trainer.losses import build_loss
 from mlsweep.trainer.models import HeadOnly, build_model
+from mlsweep.trainer.packed_losses import build_packed_loss
+from mlsweep.trainer.packed_models import SoloNet, pack_models
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
 
 EVAL_BATCH = 1024
 EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
+PackCallback = Callable[[int, dict[str, Any], list[dict[str, Any]]], None]
 
 
 class InjectedFailure(RuntimeError):
@@ -83,92 +89,149 @@ def train_subset(n: int, size: int, split_seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def embed(model: nn.Module, x: torch.Tensor, data: DataSplit, autocast: Any) -> torch.Tensor:
-    """Embeddings of a whole split in eval mode, batched to bound memory."""
+    """Embeddings of a whole split in eval mode, batched to bound memory: [N, D] from a solo
+    network, [P, N, D] from a pack (every member embeds the same samples, in one forward)."""
     model.eval()
     out = []
     for start in range(0, len(x), EVAL_BATCH):
+        batch = prepare_batch(x[start:start + EVAL_BATCH], data, False, False, None)
         with autocast():
-            out.append(model(prepare_batch(x[start:start + EVAL_BATCH], data, False, False, None)).float())
-    return torch.cat(out)
+            out.append((model.embed_shared(batch) if hasattr(model, "embed_shared")
+                        else model(batch)).float())
+    return torch.cat(out, dim=-2)
 
 
 class _Trainer:
-    """State of one running trial; `run` drives the epochs."""
+    """State of one running pack (one trial is a pack of one); `train_epoch` and `evaluate`
+    give one record per member. The members share the data, the split and every setting but
+    their per-member scalars (catalog.packing): each has its own generator, seeded by its own
+    seed, and its own slice of the stacked network, loss parameters and optimiser state."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        self.configs = configs
+        config = self.config = configs[0]
         self.device = pick_device(config["torch_device"])
-        self.generator = seed_everything(config["seed"])
         cuda = self.device.type == "cuda"
         self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext)
         data = load_dataset(config)
-        # The whole net is built either way: its random init draws the same numbers, so the
-        # head and the loss start from the same state with and without the feature cache.
-        self.model = build_model(config, data.input_shape)
-        self.loss_fn = build_loss(config, data.num_classes, config["embedding_dim"]).to(self.device)
-        self.net: nn.Module = self.model  # what maps a batch of self.data to embeddings
-        if uses_feature_cache(config):
-            data = frozen_features(config, data, self.model.backbone, self.device, self.autocast,
-                                   EVAL_BATCH)
-            self.net = HeadOnly(self.model)
-        self.net.to(self.device)
+        nets, losses, self.generators = [], [], []
+        for member in configs:  # each member's init and generator as it has them alone
+            self.generators.append(seed_everything(member["seed"]))
+            nets.append(build_model(member, data.input_shape))
+            losses.append(build_loss(member, data.num_classes, member["embedding_dim"]))
+        self.members = len(configs)
+        if uses_feature_cache(config):  # such trials run alone (catalog.pack_key)
+            # The whole net was built all the same: its random init drew the same numbers, so
+            # the head and the loss start from the same state with and without the cache.
+            data = frozen_features(config, data, nets[0].backbone, self.device, self.autocast, EVAL_BATCH)
+            self.model: nn.Module = SoloNet(HeadOnly(nets[0]))
+        else:
+            self.model = pack_models(nets)
+        self.model.to(self.device)
         self.data = data.to(self.device)
-        params = [p for p in (*self.net.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
-        self.optimizer = make_optimizer(config["optimizer"], params, config["lr"], config["weight_decay"])
+        self.loss_fn = build_packed_loss(configs, losses).to(self.device)
+        self.params = [p for p in (*self.model.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
+        self.optimizer = make_optimizer(config["optimizer"], self.params, config["lr"],
+                                        config["weight_decay"])
         self.reporters: list[Reporter] = build_reporters(config["diagnostics"])
         self.subset = train_subset(len(self.data.y_train), config["train_subset"],
                                    config["split_seed"]).to(self.device)
+        self.alive = torch.ones(self.members, dtype=torch.bool, device=self.device)
+        self.frozen: list[torch.Tensor] = []  # parameters at the epoch their member left
         self.step = 0
 
-    def train_epoch(self, epoch: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """One pass over the train split; returns the epoch record and its step rows."""
-        cfg, data = self.config, self.data
-        if cfg["fail_at_epoch"] == epoch:
+    def _epoch_batches(self) -> list[torch.Tensor]:
+        """[P, batch] index tensors: each member's own batch order, batch by batch."""
+        cfg = self.config
+        per_member = [epoch_batches(self.data.y_train, cfg["batch_size"], cfg["sampler"],
+                                    cfg.get("m_per_class", 0), g) for g in self.generators]
+        return [torch.stack(batch) for batch in zip(*per_member, strict=True)]
+
+    def _prepare(self, idx: torch.Tensor) -> torch.Tensor:
+        """[P, batch, ...] model inputs; each member augments with its own generator."""
+        data, augment = self.data, self.config["augment"]
+        if not (data.image and augment):
+            return prepare_batch(data.x_train[idx], data, True, False, None)
+        return torch.stack([prepare_batch(data.x_train[i], data, True, True, g)
+                            for i, g in zip(idx, self.generators, strict=True)])
+
+    def leave(self, members: list[int]) -> None:
+        """Members (diverged) leave the pack: out of the summed loss, their parameters fixed."""
+        self.alive[members] = False
+        dead = ~self.alive
+        with torch.no_grad():
+            self.frozen = [p[dead].clone() for p in self.params]
+
+    def _hold_the_departed(self) -> None:
+        if self.frozen:
+            dead = ~self.alive
+            with torch.no_grad():
+                for p, kept in zip(self.params, self.frozen, strict=True):
+                    p[dead] = kept
+
+    def train_epoch(self, epoch: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """One pass over the train split; per member, its epoch record and its step rows."""
+        if self.config["fail_at_epoch"] == epoch:
             raise InjectedFailure(f"fail_at_epoch={epoch}: failing on purpose")
-        self.net.train()
+        self.model.train()
         start = time.perf_counter()
-        batches = epoch_batches(data.y_train, cfg["batch_size"], cfg["sampler"],
-                                cfg.get("m_per_class", 0), self.generator)
+        batches = self._epoch_batches()
         losses: list[torch.Tensor] = []
         for idx in batches:
-            x = prepare_batch(data.x_train[idx], data, True, cfg["augment"], self.generator)
-            labels = data.y_train[idx]
+            x = self._prepare(idx)
+            labels = self.data.y_train[idx]
             with self.autocast():
-                emb = self.net(x)
+                emb = self.model(x)
             emb = emb.float()
             emb.retain_grad()
-            out = self.loss_fn(emb, labels, self.generator)
+            out = self.loss_fn(emb, labels, self.generators)
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            ctx = StepContext(out.loss, out.terms, emb, self.net, self.loss_fn)
+            torch.where(self.alive, out.loss, 0.0).sum().backward()
+            if self.frozen:
+                for p in self.params:
+                    if p.grad is not None:
+                        p.grad[~self.alive] = 0
+            ctx = StepContext(out.loss, out.terms, emb, self.model, self.loss_fn, out.counts)
             for reporter in self.reporters:
                 reporter.on_step(ctx)
             self.optimizer.step()
+            self._hold_the_departed()
             losses.append(out.loss.detach())
         # One device read per column and epoch, not one per step.
-        columns = {"batch_loss": torch.stack(losses).double().tolist()}
+        columns = {"batch_loss": torch.stack(losses).T.double().tolist()}
         for reporter in self.reporters:
             columns.update(reporter.end_epoch())
         epoch_s = time.perf_counter() - start
-        steps = [{"epoch": epoch, "step": self.step + i + 1, **{k: col[i] for k, col in columns.items()}}
-                 for i in range(len(batches))]
+        samples = sum(b.shape[1] for b in batches)  # per member
+        out_rows = []
+        for member in range(self.members):
+            cols = {k: col[member] for k, col in columns.items()}
+            steps = [{"epoch": epoch, "step": self.step + i + 1, **{k: col[i] for k, col in cols.items()}}
+                     for i in range(len(batches))]
+            record = {"epoch": epoch, "train_loss": float(np.mean(cols["batch_loss"])), "epoch_s": epoch_s,
+                      "samples_per_s": samples / epoch_s}
+            record.update({k: _nanmean(col) for k, col in cols.items() if k != "batch_loss"})
+            out_rows.append((record, steps))
         self.step += len(batches)
-        record = {"epoch": epoch, "train_loss": float(np.mean(columns["batch_loss"])), "epoch_s": epoch_s,
-                  "samples_per_s": sum(len(b) for b in batches) / epoch_s}
-        record.update({k: _nanmean(col) for k, col in columns.items() if k != "batch_loss"})
-        return record, steps
+        return out_rows
 
-    def evaluate(self) -> dict[str, float]:
-        """Every reporter's evaluation columns, from embeddings computed once."""
+    def evaluate(self, members: list[int]) -> dict[int, dict[str, float]]:
+        """Every reporter's evaluation columns per member, from embeddings computed once for
+        the whole pack."""
         data = self.data
         start = time.perf_counter()
-        ctx = EvalContext(embed(self.net, data.x_test, data, self.autocast), data.y_test,
-                          embed(self.net, data.x_train[self.subset], data, self.autocast),
-                          data.y_train[self.subset])
-        out: dict[str, float] = {}
-        for reporter in self.reporters:
-            out.update(reporter.on_eval(ctx))
-        return {**out, "eval_s": time.perf_counter() - start}
+        test = embed(self.model, data.x_test, data, self.autocast)
+        train = embed(self.model, data.x_train[self.subset], data, self.autocast)
+        shared_s = time.perf_counter() - start
+        results = {}
+        for member in members:
+            start = time.perf_counter()
+            ctx = EvalContext(test[member], data.y_test, train[member], data.y_train[self.subset])
+            out: dict[str, float] = {}
+            for reporter in self.reporters:
+                out.update(reporter.on_eval(ctx))
+            results[member] = {**out, "eval_s": shared_s + time.perf_counter() - start}
+        return results
 
 
 def _nanmean(values: list[float]) -> float:
@@ -177,28 +240,64 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(kept)) if kept else math.nan
 
 
-def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) -> TrialResult:
-    """Train one trial. `config` is a resolved config (as `mlsweep plan --format json` prints) or
-    a partial one, completed with defaults. `on_epoch(record, step_rows)` sees each epoch as it
-    ends. A non-finite loss ends the trial as `diverged`; other errors propagate."""
-    cfg = validate_config(config, lambda key: f"run_trial: {key}")
+def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | None = None,
+               ) -> list[TrialResult]:
+    """Train several trials, those that can share a pack (catalog.pack_key) as one stacked
+    model; one TrialResult per config, in order, each equal to what the config gives alone.
+    `on_epoch(index, record, step_rows)` sees each member's epochs as they end. A member whose
+    loss turns non-finite ends as `diverged` and leaves its pack; other errors propagate (and
+    fail the whole pack)."""
+    cfgs = [validate_config(c, lambda key, i=i: f"run_trials[{i}]: {key}") for i, c in enumerate(configs)]
+    groups: dict[Any, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(pack_key(cfg) or ("alone", i), []).append(i)
+    results: dict[int, TrialResult] = {}
+    for indices in groups.values():
+        pack_on_epoch = None if on_epoch is None else (
+            lambda member, record, steps, indices=indices: on_epoch(indices[member], record, steps))
+        for i, result in zip(indices, _run_pack([cfgs[i] for i in indices], pack_on_epoch), strict=True):
+            results[i] = result
+    return [results[i] for i in range(len(cfgs))]
+
+
+def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None) -> list[TrialResult]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    trainer = _Trainer(cfg)
-    records: list[dict[str, Any]] = []
-    all_steps: list[dict[str, Any]] = []
+    trainer = _Trainer(cfgs)
+    cfg = trainer.config
+    records: list[list[dict[str, Any]]] = [[] for _ in cfgs]
+    all_steps: list[list[dict[str, Any]]] = [[] for _ in cfgs]
+    active = list(range(len(cfgs)))
     for epoch in range(1, cfg["epochs"] + 1):
-        record, steps = trainer.train_epoch(epoch)
-        diverged = not math.isfinite(record["train_loss"])
-        if not diverged and (epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]):
-            record.update(trainer.evaluate())
-        records.append(record)
-        all_steps += steps
-        if on_epoch is not None:
-            on_epoch(record, steps)
+        rows = trainer.train_epoch(epoch)
+        diverged = [m for m in active if not math.isfinite(rows[m][0]["train_loss"])]
+        going_on = [m for m in active if m not in diverged]
+        if going_on and (epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]):
+            for member, values in trainer.evaluate(going_on).items():
+                rows[member][0].update(values)
+        for member in active:
+            record, steps = rows[member]
+            records[member].append(record)
+            all_steps[member] += steps
+            if on_epoch is not None:
+                on_epoch(member, record, steps)
         if diverged:
+            trainer.leave(diverged)
+        active = going_on
+        if not active:
             break
     meta = {"started_at": started, "finished_at": datetime.now(timezone.utc),
             "wall_s": time.perf_counter() - t0, "device": str(trainer.device),
             "node": socket.gethostname()}
-    return TrialResult(pd.DataFrame(records), pd.DataFrame(all_steps), summarize(records, meta))
+    return [TrialResult(pd.DataFrame(r), pd.DataFrame(s), summarize(r, meta))
+            for r, s in zip(records, all_steps, strict=True)]
+
+
+def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) -> TrialResult:
+    """Train one trial: a pack of one (`run_trials`). `config` is a resolved config (as `mlsweep
+    plan --format json` prints) or a partial one, completed with defaults. `on_epoch(record,
+    step_rows)` sees each epoch as it ends. A non-finite loss ends the trial as `diverged`;
+    other errors propagate."""
+    cfg = validate_config(config, lambda key: f"run_trial: {key}")
+    callback = None if on_epoch is None else (lambda _, record, steps: on_epoch(record, steps))
+    return run_trials([cfg], callback)[0]

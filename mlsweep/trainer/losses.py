@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
-from pytorch_metric_learning.reducers import MeanReducer
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor, nn
 
 from mlsweep.catalog import LOSSES, load
+from mlsweep.trainer import margin_losses
 
 Triplets = tuple[Tensor, Tensor, Tensor]
 
@@ -32,29 +32,11 @@ class LossOutput(NamedTuple):
 
 
 def random_triplets(labels: Tensor, generator: torch.Generator) -> Triplets:
-    """One random positive and one random negative per anchor (the seed paper's protocol).
-
-    Anchors without an in-batch positive or negative are skipped. Works on the batch sorted
-    by label, where each class is one run: the r-th other member of an anchor's class is a
-    position in its run (skipping the anchor), the r-th sample of another class a position
-    outside it. Two uniform draws per anchor and O(batch) work: on small models the miner
-    was the costliest part of a step when it drew a number per pair.
-    """
-    n = len(labels)
-    order = torch.argsort(labels, stable=True)
-    sorted_labels = labels[order]
-    start = torch.searchsorted(sorted_labels, labels)  # where each sample's class run begins
-    count = torch.searchsorted(sorted_labels, labels, right=True) - start
-    position = torch.empty_like(order)
-    position[order] = torch.arange(n, device=labels.device)
-    anchors = torch.nonzero((count >= 2) & (count < n)).squeeze(1)
-    start, count = start[anchors], count[anchors]
-    u = torch.rand((2, len(anchors)), generator=generator, device=generator.device).to(labels.device)
-    r_pos = torch.minimum((u[0] * (count - 1)).long(), count - 2)
-    r_pos += r_pos >= position[anchors] - start  # step over the anchor itself
-    r_neg = torch.minimum((u[1] * (n - count)).long(), n - count - 1)
-    r_neg += count * (r_neg >= start)  # step over the anchor's class run
-    return anchors, order[start + r_pos], order[r_neg]
+    """One random positive and one random negative per anchor (the seed paper's protocol),
+    as (anchor, positive, negative) index tensors; margin_losses.random_triplets for a pack."""
+    mined = margin_losses.random_triplets(labels.unsqueeze(0), [generator])
+    anchors = torch.nonzero(mined.anchor[0]).squeeze(1)
+    return anchors, mined.positive[0, anchors], mined.negative[0, anchors]
 
 
 def mine(miner: str, embeddings: Tensor, labels: Tensor, margin: float,
@@ -68,59 +50,19 @@ def mine(miner: str, embeddings: Tensor, labels: Tensor, margin: float,
     return hard(embeddings.detach(), labels)
 
 
-def triplets_to_pairs(triplets: Triplets, batch_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(a, p) positive pairs and (a, n) negative pairs of a triplet set, deduplicated and in
-    lexicographic order (a mark in a [batch, batch] grid, then its nonzero entries)."""
-    anchor, positive, negative = triplets
-
-    def unique_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        grid = torch.zeros(batch_size, batch_size, dtype=torch.bool, device=a.device)
-        grid[a, b] = True
-        return grid.nonzero(as_tuple=True)
-
-    return (*unique_pairs(anchor, positive), *unique_pairs(anchor, negative))
-
-
 # --------------------------------------------------------------------------- losses
 
 
-class ContrastiveLoss(nn.Module):
-    """Hadsell et al. (2006), the seed paper's squared form, averaged over all pairs:
+class SoloMarginLoss(nn.Module):
+    """Contrastive or triplet loss of one trial: margin_losses.MarginLoss as a pack of one."""
 
-        L = mean over pairs of  y·d² + (1−y)·max(0, m − d)²,   d = ‖z_i − z_j‖
-
-    with y = 1 for a positive pair. Pairs come from the miner's triplets, or every in-batch
-    pair for the `all` miner.
-    """
-
-    def __init__(self, margin: float, miner: str) -> None:
+    def __init__(self, kind: str, margin: float, miner: str) -> None:
         super().__init__()
-        self.margin, self.miner = margin, miner
+        self.packed = margin_losses.MarginLoss(kind, miner, [margin])
 
     def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
-        if self.miner == "all":
-            a1, p, a2, n = lmu.get_all_pairs_indices(labels)
-        else:
-            a1, p, a2, n = triplets_to_pairs(mine(self.miner, emb, labels, self.margin, generator),
-                                             len(labels))
-        d_pos = (emb[a1] - emb[p]).norm(dim=1)
-        d_neg = (emb[a2] - emb[n]).norm(dim=1)
-        terms = torch.cat([d_pos.pow(2), F.relu(self.margin - d_neg).pow(2)])
-        return LossOutput(_mean(terms, emb), terms.detach())
-
-
-class TripletLoss(nn.Module):
-    """max(0, d_ap − d_an + m) per mined triplet, averaged over all triplets (zeros included,
-    as in the seed paper; pytorch-metric-learning's default would average the non-zero ones)."""
-
-    def __init__(self, margin: float, miner: str) -> None:
-        super().__init__()
-        self.margin, self.miner = margin, miner
-        self.pml = pml_losses.TripletMarginLoss(margin=margin, reducer=MeanReducer())
-
-    def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
-        triplets = mine(self.miner, emb, labels, self.margin, generator)
-        return _pml_output(self.pml, emb, labels, triplets)
+        out = self.packed(emb.unsqueeze(0), labels.unsqueeze(0), [generator])
+        return LossOutput(out.loss[0], out.terms)
 
 
 class CenterContrastiveLoss(nn.Module):
@@ -159,11 +101,6 @@ class PMLLoss(nn.Module):
         return _pml_output(self.pml, emb, labels, indices)
 
 
-def _mean(terms: Tensor, emb: Tensor) -> Tensor:
-    """Mean of the terms; a batch that forms none gives a zero loss that still has a graph."""
-    return terms.mean() if terms.numel() else emb.sum() * 0.0
-
-
 def _pml_output(pml: pml_losses.BaseMetricLossFunction, emb: Tensor, labels: Tensor,
                 indices: Any) -> LossOutput:
     loss_dict = pml.compute_loss(emb, labels, indices, emb, labels)
@@ -178,11 +115,11 @@ def _pml_output(pml: pml_losses.BaseMetricLossFunction, emb: Tensor, labels: Ten
 
 
 def contrastive(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return ContrastiveLoss(c["margin"], c["miner"])
+    return SoloMarginLoss("contrastive", c["margin"], c["miner"])
 
 
 def triplet(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return TripletLoss(c["margin"], c["miner"])
+    return SoloMarginLoss("triplet", c["margin"], c["miner"])
 
 
 def npair(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
