@@ -41,7 +41,7 @@ bench: install  # options: make bench BENCH_ARGS="--quick --only throughput"
 	RAY_AUTH_MODE=disabled $(PY) -m bench $(BENCH_ARGS)
 
 # The CPU-feasible parts of the reproduction study (analysis/README.md), from scratch.
-STUDIES ?= paper-synthetic paper-digits seven-losses miner-ablation
+STUDIES ?= paper-synthetic paper-digits seven-losses miner-ablation paper-fashion
 study: install
 	for s in $(STUDIES); do \
 	  rm -rf runs/$$s analysis/$$s && mkdir -p analysis/$$s && \
