@@ -391,6 +391,20 @@ def test_tables_are_written_and_printed(tmp_path):
     assert document["paths"] == result.paths
 
 
+def test_analyze_out_writes_the_tables_elsewhere_and_leaves_the_run_folder_alone(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlsweep.cli import app
+
+    run, out = tmp_path / "run", tmp_path / "tables"
+    make_run(str(run), effect={"triplet": {"intra_var_mean": 0.5}})
+    result = CliRunner().invoke(app, ["analyze", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["claims.parquet", "ranks.parquet", "summary.parquet",
+                                                     "tests.parquet"]
+    assert not (run / "analysis").exists() and str(out / "tests.parquet") in result.stdout
+
+
 def test_every_printed_p_names_its_holm_family(tmp_path):
     """Issue 14 item 6: a claim and the test of the same comparison carry different p_holm
     (Holm over all claims vs within block x metric x stat); each says which family it is of."""

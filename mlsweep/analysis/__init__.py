@@ -43,6 +43,7 @@ from mlsweep.analysis._stats import quiet
 from mlsweep.analysis._tables import arm_table, missing_pairs, pair_tests, ranks, summary
 from mlsweep.claims import Claim, ClaimsError, load_claims
 from mlsweep.results import read_results
+from mlsweep.runfolder import RunFolder
 
 __all__ = [
     "VERDICTS",
@@ -63,8 +64,9 @@ __all__ = [
 
 def analyze(run_dir: str, metrics: Sequence[str] | None = None, alpha: float = 0.05,
             claims: str | Sequence[dict[str, Any] | Claim] | None = None,
-            seed: int = 0) -> AnalysisResult:
-    """Analyse a run folder and write `analysis/{summary,tests,ranks,claims}.parquet` in it.
+            seed: int = 0, out: str | None = None) -> AnalysisResult:
+    """Analyse a run folder and write `analysis/{summary,tests,ranks,claims}.parquet` in it
+    (or `{summary,...}.parquet` in the folder `out`, for a run folder one cannot write).
 
     `metrics` chooses the summary's metrics; of those, the comparable ones are tested and
     ranked. `claims` defaults to the `claims:` of the run's sweep.yaml, else the `paper` set;
@@ -103,6 +105,6 @@ def analyze(run_dir: str, metrics: Sequence[str] | None = None, alpha: float = 0
         n_trials=len(trials) + n_excluded.get("unfinished", 0), n_completed=len(config),
         n_excluded=n_excluded, missing_pairs=missing_pairs(config, design, arms),
         skipped_claims=skipped + unmatched, alpha=alpha)
-    result.paths = write(run_dir, {"summary": summary_table, "tests": result.tests,
-                                   "ranks": rank_table, "claims": claims_table})
+    tables = {"summary": summary_table, "tests": result.tests, "ranks": rank_table, "claims": claims_table}
+    result.paths = write(out or RunFolder(run_dir).analysis_uri, tables)
     return result

@@ -36,15 +36,15 @@ class AnalysisResult:
     paths: dict[str, str] = field(default_factory=dict)
 
 
-def write(run_dir: str, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """Each table to `<run_dir>/analysis/<name>.parquet`, atomically (local or s3://)."""
-    fs, base = filesystem(run_dir)
+def write(folder: str, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Each table to `<folder>/<name>.parquet`, atomically (local or s3://)."""
+    fs, base = filesystem(folder)
     paths = {}
     for name, frame in tables.items():
         arrow = pa.Table.from_pandas(frame, preserve_index=False)
-        write_atomic(fs, join(base, "analysis", f"{name}.parquet"),
+        write_atomic(fs, join(base, f"{name}.parquet"),
                      lambda stream, arrow=arrow: pq.write_table(arrow, stream))
-        paths[name] = join(run_dir, "analysis", f"{name}.parquet")
+        paths[name] = join(folder, f"{name}.parquet")
     return paths
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
-import pyarrow.fs as pafs
 import yaml
 
 from mlsweep import catalog
@@ -13,7 +12,7 @@ from mlsweep.analysis._design import IDS, NOT_FACTORS
 from mlsweep.catalog.metrics import Better
 from mlsweep.claims import STATS, Claim, ClaimsError, load_claims
 from mlsweep.errors import UserError
-from mlsweep.results import filesystem, join
+from mlsweep.runfolder import RunFolder
 
 
 class AnalysisError(UserError):
@@ -22,16 +21,15 @@ class AnalysisError(UserError):
 
 def run_claims(run_dir: str) -> list[Claim]:
     """The claims the run's sweep.yaml names under `claims:`, or the `paper` set."""
-    fs, base = filesystem(run_dir)
-    path = join(base, "sweep.yaml")
-    if fs.get_file_info(path).type != pafs.FileType.File:
+    folder = RunFolder(run_dir)
+    text = folder.sweep_text()
+    if text is None:
         return load_claims("paper")
-    shown = join(run_dir, "sweep.yaml")
-    with fs.open_input_stream(path) as stream:
-        try:
-            sweep = yaml.safe_load(stream.read())
-        except yaml.YAMLError:
-            raise AnalysisError(f"{shown}: not valid YAML") from None
+    shown = folder.uri_of("sweep.yaml")
+    try:
+        sweep = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise AnalysisError(f"{shown}: not valid YAML") from None
     spec = sweep.get("claims") if isinstance(sweep, dict) else None
     try:
         return load_claims("paper" if spec is None else spec)

@@ -93,8 +93,7 @@ def analyze(
         require_writable_dir(out_dir, "--out")
     else:
         _instead(lambda: require_writable_dir(folder.analysis_uri), "--out DIR for the analysis tables")
-    where = {} if out_dir is None else {"out": out_dir}
-    result = run_analysis(run_dir, metrics=metric or None, alpha=alpha, claims=claims, **where)
+    result = run_analysis(run_dir, metrics=metric or None, alpha=alpha, claims=claims, out=out_dir)
     if as_json:
         print_json(result_json(result))
     else:

@@ -3,9 +3,6 @@ the manifest and the sweep's name."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -41,16 +38,6 @@ def _stale(fs: pafs.FileSystem, base: str, outputs: list[str]) -> bool:
                                                               allow_not_found=True))]
     oldest = min(info.mtime_ns or 0 for info in written)
     return any((info.mtime_ns or 0) > oldest for info in results)
-
-
-def manifest(run_dir: str) -> dict[str, Any]:
-    """The run's manifest.json, or {} for a folder without one (`mlsweep train --out`)."""
-    fs, base = filesystem(run_dir)
-    path = join(base, "manifest.json")
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return {}
-    with fs.open_input_stream(path) as stream:
-        return json.loads(stream.readall())
 
 
 def sweep_name(run_dir: str, trials: pd.DataFrame) -> str:

@@ -20,9 +20,9 @@ from mlsweep.analysis import VERDICTS, Design, better, claim_tally, comparable
 from mlsweep.analysis._design import show
 from mlsweep.catalog import STATUSES
 from mlsweep.report import _charts as charts
-from mlsweep.report._inputs import manifest
 from mlsweep.report._page import Section, spec
 from mlsweep.results import read_results
+from mlsweep.runfolder import RunFolder
 
 CURVE_METRICS = ("train_loss", "active_ratio", "grad_norm", "emb_grad_norm")
 VARIANCE_METRICS = ("intra_var_mean", "centroid_dist_mean", "var_ratio")
@@ -130,7 +130,7 @@ def sections(run_dir: str, trials: pd.DataFrame, tables: dict[str, pd.DataFrame]
 def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
               view: _View | None) -> Section:
     """Trials by status, wall time, devices, the design and the claims' verdicts at a glance."""
-    plan = manifest(run_dir)
+    plan = RunFolder(run_dir).manifest()
     counts = trials["status"].value_counts()
     status = [f"{counts.get(s, 0)} {s}" for s in STATUSES]
     if plan.get("trials"):
