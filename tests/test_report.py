@@ -278,7 +278,10 @@ def test_cli_report_prints_what_it_wrote_and_refuses_a_folder_without_results(
     assert done.exit_code == 0, done.output
     assert str(out) in done.output and "5 charts" in done.output and out.is_file()
     empty = runner.invoke(app, ["report", str(tmp_path / "nothing")])
-    assert empty.exit_code == 2 and "error: no trials recorded" in empty.output
+    assert empty.exit_code == 2 and "nothing: not a run folder" in empty.output
+    (tmp_path / "bare" / "results").mkdir(parents=True)
+    bare = runner.invoke(app, ["report", str(tmp_path / "bare")])
+    assert bare.exit_code == 2 and "error: no trials recorded" in bare.output
     assert "Traceback" not in empty.output
 
 

@@ -144,7 +144,7 @@ def test_every_problem_is_reported_at_once_one_line_each(tmp_path: Path) -> None
     ({"name": "x", "parameters": {"epochs": {"value": "ten"}}},
      "parameters.epochs.value: 'ten' is not a number"),
     ({"name": "x", "parameters": {"dataset": {"values": ["digits", "imagenet"]}}},
-     "parameters.dataset.values[1]: 'imagenet' is not a dataset; known: synthetic, digits"),
+     "parameters.dataset.values[1]: 'imagenet' is not a dataset; did you mean 'tiny_imagenet'?"),
     ({"name": "x", "method": "bayes", "parameters": {}}, "method: Input should be 'grid' or 'optuna'"),
     ({"name": "x", "method": "optuna", "parameters": {"loss": {"min": 0, "max": 1}}},
      "parameters.loss: a range is only for numeric settings"),
