@@ -311,6 +311,8 @@ def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbo
          summary: LaunchSummary) -> bool:
     from ray import tune
 
+    from mlsweep.tracking import trackers
+
     configs = {t.trial_id: t.config for t in pending}
     overrides = sweep.overrides()
     progress = SweepProgress(n_samples, verbose)
@@ -334,7 +336,8 @@ def _fit(sweep: Sweep, run_dir: str, pending: list[Trial], n_samples: int, verbo
         name=f"launch-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
         storage_path=results.join(run_dir, "tune"),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-        callbacks=[writer], verbose=1 if verbose else 0)
+        callbacks=[writer, *trackers(sweep, lambda t: trial_config(t.config, configs, overrides))],
+        verbose=1 if verbose else 0)
     t0 = time.perf_counter()
     with progress:
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
