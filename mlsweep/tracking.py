@@ -6,25 +6,30 @@ group named after the sweep), named by its trial id, with its resolved config as
 every epoch record logged at step = epoch, while the trial runs. A retry trains from scratch, so
 it opens a new run (tag `mlsweep.attempt`) and the earlier one ends as failed.
 
-Ray Tune's own MLflowLoggerCallback and WandbLoggerCallback do not serve here, for three
-reasons found by running them against this orchestrator: they log one point per Tune result at
-step = training_iteration, but a result here carries a batch of epochs (EpochBatcher reports at
-most once a second; on the smoke sweep a 2-epoch trial sends 1 result, an 8-epoch quickstart
-trial 2-3), so they would log batches, not epochs, and lose every epoch but the batch's last;
-they log `trial.config` as parameters, which for a grid is only `{"trial_id": ...}`, not the
-resolved config; and MLflowLoggerCallback's setup raises on a server that is down, which fails
-the whole sweep.
+Ray Tune's own MLflowLoggerCallback and WandbLoggerCallback do not serve here (measured by
+running MLflowLoggerCallback next to these on a 2-trial sweep). They log one point per Tune
+result at step = training_iteration, with the result's top-level metrics; a result here carries
+a batch of epochs (EpochBatcher reports at most once a second): the quickstart's 8-epoch digits
+trial, trained in-process, sends its epochs as 2 results (5 + 3), a 20-epoch small-MLP trial as 4
+(1 + 9 + 8 + 2), so Tune's callbacks would log 4 points at steps 1-4 for 20 epochs, each the
+batch's last epoch. (Only where each epoch takes over a second, as on a loaded 2-core machine,
+do they coincide with epochs.) They also log `trial.config` as parameters, which for a grid is
+only `{"trial_id": ...}`: the run read back had 1 parameter, these have the 29 of the resolved
+config. And MLflowLoggerCallback's `setup` raises MlflowException on a server that is down,
+which fails the whole sweep. W&B's run start costs about a second each (offline, measured), and an
+MLflow call 0.1-0.3 s on the loaded machine, which is why the calls run on a sender thread.
 
 Parquet stays the source of truth: a tracker that cannot be reached or refuses a call prints one
 warning line on stderr and is switched off for the rest of the sweep, which goes on. MLflow's
 client retries a refused connection for about 4 minutes by default (7 retries with backoff);
 unless MLFLOW_HTTP_REQUEST_MAX_RETRIES / MLFLOW_HTTP_REQUEST_TIMEOUT are set, the driver gives
-each call one try within 10 s, so a down server costs the sweep milliseconds, not minutes.
+each call one try within 10 s, so a down server is given up on at once, not after minutes.
 mlflow and wandb are imported only when a sweep asks for them (neither imports torch).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import queue
@@ -71,8 +76,6 @@ def epoch_metrics(records: Iterable[dict[str, Any]]) -> Epochs:
 
 def param_text(value: Any) -> str:
     """A config value as MLflow stores parameters (text): lists and mappings as JSON."""
-    import json
-
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
