@@ -336,6 +336,8 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
     """Run the trials on Tune; `summary` gets what ran, also when a signal cuts it short."""
     from ray import tune
 
+    from mlsweep.tracking import trackers
+
     configs = {t.trial_id: t.config for t in pending}
     overrides = sweep.overrides()
     progress = SweepProgress(n_samples, verbose)
@@ -359,7 +361,8 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         name=f"launch-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
         storage_path=folder.tune_uri,
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-        callbacks=[writer], verbose=1 if verbose else 0)
+        callbacks=[writer, *trackers(sweep, lambda t: trial_config(t.config, configs, overrides))],
+        verbose=1 if verbose else 0)
     t0 = time.perf_counter()
     try:
         with progress:

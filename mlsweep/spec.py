@@ -94,6 +94,27 @@ class Resources(_Strict):
         return gpu
 
 
+class MlflowTracking(_Strict):
+    uri: str | None = Field(None, min_length=1)  # None: MLflow's default (MLFLOW_TRACKING_URI)
+    experiment: str | None = Field(None, min_length=1)  # None: the sweep's name
+
+
+class WandbTracking(_Strict):
+    project: str = Field(min_length=1)
+    mode: Literal["online", "offline"] = "online"
+    entity: str | None = Field(None, min_length=1)
+
+
+class Tracking(_Strict):
+    """Experiment trackers each trial is also sent to (Parquet stays the source of truth)."""
+
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+
+
+_TRACKERS: dict[str, type[BaseModel]] = {"mlflow": MlflowTracking, "wandb": WandbTracking}
+
+
 class Sweep(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
@@ -109,6 +130,7 @@ class Sweep(_Strict):
     claims: str | list[dict[str, Any]] | None = None
     num_samples: int = Field(20, ge=1, description="optuna: trials to sample")
     scheduler: Literal["none", "asha"] = "none"
+    tracking: Tracking = Tracking()
 
     def fixed(self) -> dict[str, Any]:
         """Settings with a single value."""
@@ -137,7 +159,10 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
     """The part of the sweep model a pydantic error location points into."""
     if len(loc) >= 2 and loc[0] == "parameters":
         return Parameter
-    return {"metric": Metric, "resources": Resources}.get(str(loc[0]), Sweep) if len(loc) > 1 else Sweep
+    if len(loc) >= 3 and loc[0] == "tracking":
+        return _TRACKERS.get(str(loc[1]), Tracking)
+    sections: dict[str, type[BaseModel]] = {"metric": Metric, "resources": Resources, "tracking": Tracking}
+    return sections.get(str(loc[0]), Sweep) if len(loc) > 1 else Sweep
 
 
 def _pydantic_lines(err: ValidationError, prefix: str = "") -> list[str]:
