@@ -487,6 +487,9 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
                 tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                    run_config=run_config)
                 tuner.fit()
+            except OSError:  # Tune reads its state back from storage at the end (a ResultGrid)
+                if not sink.gave_up():
+                    raise
             finally:
                 sink.close()  # the rows of trials that finished, also after Ctrl-C
     finally:

@@ -30,6 +30,7 @@ SWEEP_FILE = "sweep.yaml"
 LOCK = "launch.lock"
 HEARTBEAT_S = 30.0  # a launch rewrites its lock this often
 STALE_AFTER_S = 120.0  # a lock not rewritten for this long has lost its owner (another host's)
+_HELD: set[str] = set()  # tokens of the locks this process holds now
 
 
 class RunFolder:
@@ -141,9 +142,11 @@ class RunFolder:
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(me, done), daemon=True, name="lock")
         beat.start()
+        _HELD.add(me["token"])
         try:
             yield me
         finally:
+            _HELD.discard(me["token"])
             done.set()
             beat.join()
             if (self._lock_owner() or {}).get("token") == me["token"]:
@@ -213,11 +216,14 @@ def require_writable_file(location: str, given: str = "") -> None:
 
 
 def _stale(lock: dict[str, Any]) -> bool:
-    """The lock's owner is gone: its pid runs no more on this host, or its heartbeat stopped."""
+    """The lock's owner is gone: its pid runs no more on this host (or is this process, which
+    left it behind when storage went down), or its heartbeat stopped."""
     if time.time() - float(lock.get("beat", 0.0)) > STALE_AFTER_S:
         return True
     if lock.get("host") != socket.gethostname():
         return False
+    if lock.get("pid") == os.getpid():  # this process: stale unless one of its launches holds it
+        return lock.get("token") not in _HELD
     try:
         pid = int(lock.get("pid", 0))
         if pid <= 0:

@@ -262,7 +262,7 @@ def test_a_long_outage_stops_the_launch_in_one_line_and_relaunch_runs_the_rest(s
     thread.join()
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.exit_code == 1, result.output
-    assert len(errors) == 1 and "did not take a write for 3 s" in errors[0]
+    assert len(errors) == 1 and "did not take a write for 3 s" in errors[0], result.output
     assert "Traceback" not in result.output
     direct = f"s3://long/runs/smoke?endpoint_override=127.0.0.1:{port}&scheme=http"
     before = read_results(direct, "trials")
