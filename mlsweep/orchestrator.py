@@ -7,29 +7,33 @@ callback), so a multi-node run needs shared storage for Tune's state but not for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlsweep import results
+from mlsweep import raywatch, results
 from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
 from mlsweep.diagnostics.summary import summarize
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
-from mlsweep.runfolder import RunFolder, require_writable_dir
+from mlsweep.runfolder import MANIFEST, SWEEP_FILE, RunFolder, require_writable_dir
 from mlsweep.signals import Interrupted, stop_on_signals
 from mlsweep.spec import Sweep, Trial, expand
+from mlsweep.writeback import BackgroundWriter
 
 REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
+STORAGE_TIMEOUT_S = 300.0  # how long the driver retries a result write before stopping the sweep
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                       "fuse.")
 
@@ -44,6 +48,8 @@ class LaunchSummary:
     recorded: dict[str, int] = field(default_factory=dict)  # by status, of the `skipped` ones
     elapsed_s: float = 0.0
     interrupted: Interrupted | None = None  # the signal that stopped the launch
+    storage_error: str | None = None  # why the launch stopped when storage stopped answering
+    set_aside: list[str] = field(default_factory=list)  # unreadable run files moved aside
 
     @property
     def ran(self) -> int:
@@ -65,7 +71,7 @@ def run_dir_of(sweep: Sweep, storage: str | None) -> str:
 def recorded(run_dir: str, retry_failed: bool) -> dict[str, str]:
     """Trial ids that need no run, with their status: completed ones, and failed/diverged
     unless retried."""
-    trials = results.read_results(run_dir, "trials")
+    trials = results.read_results(run_dir, "trials", bad=[])  # launch set bad files aside first
     if trials.empty:
         return {}
     keep = trials if not retry_failed else trials[trials["status"] == "completed"]
@@ -85,7 +91,7 @@ def _versions() -> dict[str, str]:
 def write_run_files(folder: RunFolder, sweep: Sweep, sweep_text: str, trials: list[Trial]) -> None:
     """`sweep.yaml` as launched and `manifest.json`, which keeps every trial id ever planned
     (an extended grid adds to it) and one line per launch."""
-    manifest = folder.manifest() or {"sweep": sweep.name, "trials": {}, "launches": []}
+    manifest = folder.manifest([]) or _rebuilt_manifest(folder, sweep)
     canonical = json.dumps(sweep.model_dump(mode="json"), sort_keys=True)
     manifest["spec_hash"] = trial_id(json.loads(canonical))
     manifest["trials"].update({t.trial_id: t.config for t in trials})
@@ -93,6 +99,61 @@ def write_run_files(folder: RunFolder, sweep: Sweep, sweep_text: str, trials: li
     manifest["launches"].append({"at": datetime.now(timezone.utc).isoformat(), "trials": len(trials)})
     folder.write_sweep_text(sweep_text)
     folder.write_manifest(manifest)
+
+
+def _rebuilt_manifest(folder: RunFolder, sweep: Sweep) -> dict[str, Any]:
+    """A fresh manifest (a new run folder, or one whose manifest was set aside): the trials
+    already recorded come back from the trials table, with the settings their rows hold."""
+    from mlsweep.catalog import SETTINGS
+
+    trials = results.read_results(folder.uri, "trials", bad=[])
+    rows = trials.to_dict("records") if not trials.empty else []
+    known = {row["trial_id"]: {k: row[k] for k in SETTINGS if k in row and not _missing(row[k])}
+             for row in rows}
+    return {"sweep": sweep.name, "trials": known, "launches": []}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def set_aside_bad_files(folder: RunFolder) -> list[str]:
+    """Move every unreadable run file aside so the launch can go on; one line for each. A bad
+    results file's trial counts as not recorded (its trials row goes aside too) and runs again;
+    a bad manifest.json or sweep.yaml is rewritten by this launch."""
+    lines = []
+    bad: list[results.BadFile] = []
+    folder.manifest(bad)
+    for found in bad:
+        lines.append(f"{found.path}: unreadable ({found.error}); moved to {folder.move_aside(MANIFEST)}, "
+                     "rebuilt from the sweep and the results")
+    text = _unreadable_text(folder)
+    if text is not None:
+        lines.append(f"{folder.uri_of(SWEEP_FILE)}: unreadable ({text}); moved to "
+                     f"{folder.move_aside(SWEEP_FILE)}, rewritten from the sweep launched")
+    files = results.unreadable(folder.uri)
+    redo = {f.trial_id for f in files if f.table != "trials"}
+    for found in files:
+        lines.append(f"{found.path}: unreadable ({found.error}); moved to "
+                     f"{results.quarantine(folder.uri, found.table, found.trial_id)}, its trial runs again")
+    if redo:  # a bad epochs or steps file: the trial's good trials row goes aside as well
+        rows = results.read_results(folder.uri, "trials", columns=["trial_id"], bad=[])
+        for tid in sorted(redo & set(rows.get("trial_id", []))):
+            results.quarantine(folder.uri, "trials", tid)
+    return lines
+
+
+def _unreadable_text(folder: RunFolder) -> str | None:
+    """Why the run folder's sweep.yaml cannot be read as YAML, or None when it can (or is absent)."""
+    import yaml
+
+    try:
+        text = folder.sweep_text()
+        if text is not None:
+            yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        return str(error).splitlines()[0]
+    return None
 
 
 # --------------------------------------------------------------------------- worker side
@@ -180,11 +241,13 @@ def _error_line(trial: Any) -> str:
 
 def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, Any]],
                 overrides: Mapping[str, Any], progress: SweepProgress,
-                stopping: list[int] | None = None) -> Any:
-    """The driver-side Tune callback that writes each trial's tables when it ends. Once
-    `stopping` holds a signal, trials ending are not written: the signal ended them (Ctrl-C
-    reaches the workers too), and a relaunch runs them again."""
+                stopping: list[int] | None = None, sink: BackgroundWriter | None = None) -> Any:
+    """The driver-side Tune callback that hands each trial's tables to `sink` (the background
+    writer) when it ends; it never blocks on storage nor raises into Tune, so a storage outage
+    never retrains a trial. Once `stopping` holds a signal, trials ending are not written: the
+    signal ended them (Ctrl-C reaches the workers too), and a relaunch runs them again."""
     stopping = [] if stopping is None else stopping
+    sink = BackgroundWriter(STORAGE_TIMEOUT_S, run_dir) if sink is None else sink
     from ray.tune import Callback
 
     class ResultsWriter(Callback):
@@ -223,9 +286,13 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
                     **state["meta"]}
             summary = {**summarize(state["records"], meta, error), "attempts": state["attempts"]}
             config = state["config"]
-            results.write_trial(run_dir, trial_id(config), sweep_name, config, summary,
-                                state["records"], state["steps"])
-            progress.finished(trial.trial_id, summary["status"])
+
+            def write() -> None:
+                results.write_trial(run_dir, trial_id(config), sweep_name, config, summary,
+                                    state["records"], state["steps"])
+                progress.finished(trial.trial_id, summary["status"])
+
+            sink.submit(write)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._write(trial, None)
@@ -253,8 +320,10 @@ def _search_space(sweep: Sweep) -> dict[str, Any]:
     return space
 
 
-def _ensure_ray(address: str | None, verbose: bool) -> bool:
-    """Connect to Ray (embedded local by default); True when this call started it."""
+def _ensure_ray(address: str | None, verbose: bool) -> Callable[[], None] | None:
+    """Connect to Ray (embedded local by default). Returns how to stop it when this call
+    started it, else None. The embedded Ray is private: every one of its servers listens on
+    127.0.0.1 only, and a watchdog process ends what is left of it when the driver is killed."""
     import ray
 
     # Tune's own result loggers (CSV, JSON, TensorBoard) would duplicate what the driver writes.
@@ -263,16 +332,46 @@ def _ensure_ray(address: str | None, verbose: bool) -> bool:
     # Ctrl-C and SIGTERM are launch's own (mlsweep.signals): Tune's handler would swallow the first.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     if ray.is_initialized():
-        return False
+        return None
     # Quiet by default: failed trials are recorded and summarised, not dumped as tracebacks.
     level = logging.INFO if verbose else logging.CRITICAL
+    embedded = address is None and not os.environ.get("RAY_ADDRESS")
     try:
-        ray.init(address=address, include_dashboard=False if address is None else None,
-                 log_to_driver=verbose, logging_level=level, configure_logging=True)
+        with _loopback_only(embedded):
+            ray.init(address=address, include_dashboard=False if address is None else None,
+                     log_to_driver=verbose, logging_level=level, configure_logging=True,
+                     **({"_node_ip_address": LOOPBACK} if embedded else {}))
     except ConnectionError as err:
         raise UserError(f"--address {address}: cannot reach a Ray cluster there ({err})") from None
     logging.getLogger("ray").setLevel(level)
-    return True
+    watchdog = raywatch.start() if embedded else None
+
+    def stop() -> None:
+        ray.shutdown()
+        if watchdog is not None:
+            raywatch.dismiss(watchdog)
+
+    return stop
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _loopback_only(embedded: bool) -> Iterator[None]:
+    """Ray turns a node address of 127.0.0.1 into the host's outward address (its
+    `resolve_ip_for_localhost`), and binds its gRPC servers to every interface unless the
+    node's address is 127.0.0.1 itself; so, for the embedded Ray only, that translation is
+    switched off while it starts."""
+    from ray._private import services
+
+    resolve = services.resolve_ip_for_localhost
+    if embedded:
+        services.resolve_ip_for_localhost = lambda host: host
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = resolve
 
 
 def check_storage(run_dir: str) -> None:
@@ -298,12 +397,33 @@ def is_shared_path(path: str) -> bool:
 
 
 def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: str | None = None,
-           retry_failed: bool = False, verbose: bool = False) -> LaunchSummary:
+           retry_failed: bool = False, verbose: bool = False,
+           storage_timeout: float = STORAGE_TIMEOUT_S,
+           notice: Callable[[str], None] | None = None) -> LaunchSummary:
     """Run every pending trial of `sweep`; return what happened. Safe to call again. SIGINT or
     SIGTERM stops it (a second one at once): recorded trials stay, the summary says which
-    signal (`interrupted`), and a relaunch runs the rest."""
+    signal (`interrupted`), and a relaunch runs the rest. One launch of a sweep at a time per
+    storage (the run folder's lock). Unreadable run files are moved aside first, each named in
+    one line to `notice` (default: stderr), and their trials run again. When storage does not
+    take a result write for `storage_timeout` seconds, the sweep stops (`storage_error`)."""
     folder = RunFolder(run_dir_of(sweep, storage))
     require_writable_dir(folder.uri, "the run folder, from " + ("--storage" if storage else "`storage:`"))
+    with folder.locked():
+        set_aside = set_aside_bad_files(folder)
+        for line in set_aside:
+            (notice or _to_stderr)(line)
+        summary = _launch_locked(sweep, sweep_text, folder, address, retry_failed, verbose,
+                                 storage_timeout)
+    summary.set_aside = set_aside
+    return summary
+
+
+def _to_stderr(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _launch_locked(sweep: Sweep, sweep_text: str, folder: RunFolder, address: str | None,
+                   retry_failed: bool, verbose: bool, storage_timeout: float) -> LaunchSummary:
     trials = expand(sweep) if sweep.method == "grid" else []
     done = recorded(folder.uri, retry_failed)
     pending = [t for t in trials if t.trial_id not in done]
@@ -313,27 +433,26 @@ def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: s
     if n_samples == 0:
         write_run_files(folder, sweep, sweep_text, trials)
         return summary
-    started_ray = _ensure_ray(address, verbose)
+    stop_ray = _ensure_ray(address, verbose)
     # After ray.init, which sets a SIGTERM handler of its own; the shutdown inside, so that a
     # second signal while it runs ends the process at once.
     with stop_on_signals() as received:
         try:
             check_storage(folder.uri)  # also when RAY_ADDRESS, not --address, chose the cluster
             write_run_files(folder, sweep, sweep_text, trials)
-            _fit(sweep, folder, pending, n_samples, verbose, summary, received)
+            _fit(sweep, folder, pending, n_samples, verbose, summary, received, storage_timeout)
         except KeyboardInterrupt:  # Ray's C++ waits re-raise Interrupted as a bare KeyboardInterrupt
             summary.interrupted = Interrupted(received[0] if received else signal.SIGINT)
         finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
+            if stop_ray is not None:
+                stop_ray()
     return summary
 
 
 def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, verbose: bool,
-         summary: LaunchSummary, stopping: list[int]) -> None:
-    """Run the trials on Tune; `summary` gets what ran, also when a signal cuts it short."""
+         summary: LaunchSummary, stopping: list[int], storage_timeout: float) -> None:
+    """Run the trials on Tune; `summary` gets what ran, also when a signal or a storage outage
+    cuts it short."""
     from ray import tune
 
     from mlsweep.tracking import trackers
@@ -341,7 +460,8 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
     configs = {t.trial_id: t.config for t in pending}
     overrides = sweep.overrides()
     progress = SweepProgress(n_samples, verbose)
-    writer = make_writer(folder.uri, sweep.name, configs, overrides, progress, stopping)
+    sink = BackgroundWriter(storage_timeout, folder.uri)
+    writer = make_writer(folder.uri, sweep.name, configs, overrides, progress, stopping, sink)
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, configs=configs, overrides=overrides),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
@@ -362,16 +482,37 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         storage_path=folder.tune_uri,
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         callbacks=[writer, *trackers(sweep, lambda t: trial_config(t.config, configs, overrides))],
-        verbose=1 if verbose else 0)
+        stop=stop_when_storage_is_gone(sink), verbose=1 if verbose else 0)
     t0 = time.perf_counter()
     try:
         with progress:
-            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                               run_config=run_config)
-            tuner.fit()
+            try:
+                tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                                   run_config=run_config)
+                tuner.fit()
+            except OSError:  # Tune reads its state back from storage at the end (a ResultGrid)
+                if not sink.gave_up():
+                    raise
+            finally:
+                sink.close()  # the rows of trials that finished, also after Ctrl-C
     finally:
+        summary.storage_error = sink.error
         summary.elapsed_s = time.perf_counter() - t0
         summary.by_status = dict(progress.by_status)
+
+
+def stop_when_storage_is_gone(sink: BackgroundWriter) -> Any:
+    """Tune's stopper that ends the whole sweep once the results writer gave up on storage."""
+    from ray.tune.stopper import Stopper
+
+    class StorageStopper(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return sink.gave_up()
+
+    return StorageStopper()
 
 
 def _optuna() -> Any:

@@ -132,6 +132,15 @@ class BadFile:
     def line(self) -> str:
         return f"{self.path}: unreadable, left out ({self.error})"
 
+    @property
+    def table(self) -> str:
+        """The results table the file belongs to (`trials`, `epochs`, `steps`)."""
+        return self.path.partition("?")[0].rsplit("/", 2)[-2]
+
+    @property
+    def trial_id(self) -> str:
+        return self.path.partition("?")[0].rsplit("/", 1)[-1].removesuffix(".parquet")
+
 
 class UnreadableResultWarning(UserWarning):
     """Results files were left out of a read because they cannot be read."""
@@ -169,6 +178,15 @@ def read_results(run_dir: str, table: str, columns: Sequence[str] | None = None,
         return pd.DataFrame()
     frame = merged.to_pandas()
     return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
+
+
+def unreadable(run_dir: str) -> list[BadFile]:
+    """Every results file of the run folder that cannot be read, table by table (what a
+    command names before it reads around them)."""
+    bad: list[BadFile] = []
+    for table in TABLES:
+        read_results(run_dir, table, columns=["trial_id"], bad=bad)
+    return bad
 
 
 _FILES_KEY = b"mlsweep.files"

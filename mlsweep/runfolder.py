@@ -8,8 +8,15 @@ trial id ever planned, one line per launch), `results/<table>/` (Parquet), `anal
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import threading
+import time
 import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,10 @@ from mlsweep.errors import UserError
 
 MANIFEST = "manifest.json"
 SWEEP_FILE = "sweep.yaml"
+LOCK = "launch.lock"
+HEARTBEAT_S = 30.0  # a launch rewrites its lock this often
+STALE_AFTER_S = 120.0  # a lock not rewritten for this long has lost its owner (another host's)
+_HELD: set[str] = set()  # tokens of the locks this process holds now
 
 
 class RunFolder:
@@ -72,9 +83,32 @@ class RunFolder:
                             "give <storage>/<sweep name> of a launched sweep")
         return self
 
-    def manifest(self) -> dict[str, Any]:
-        """`manifest.json`, or {} where there is none (a `mlsweep train --out` folder)."""
-        return json.loads(self._read(MANIFEST) or "{}")
+    def manifest(self, bad: list[results.BadFile] | None = None) -> dict[str, Any]:
+        """`manifest.json`, or {} where there is none (a `mlsweep train --out` folder) or it
+        cannot be read: then it goes to `bad` when a list is given, else is warned about
+        (UnreadableResultWarning), as read_results does for results files."""
+        try:
+            text = self._read(MANIFEST)
+            manifest = json.loads(text or "{}")
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+            return manifest
+        except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError too
+            found = results.BadFile(self.uri_of(MANIFEST), str(error).splitlines()[0])
+            if bad is None:
+                warnings.warn(results.UnreadableResultWarning(found.line()), stacklevel=2)
+            else:
+                bad.append(found)
+            return {}
+
+    def move_aside(self, name: str) -> str:
+        """Rename a bad run file to `<name>.corrupt-<n>` (the first free n), so that it is
+        kept for a look and rewritten fresh; returns the new name's URI."""
+        n = 1
+        while self.fs.get_file_info(self._path(f"{name}.corrupt-{n}")).type != pafs.FileType.NotFound:
+            n += 1
+        self.fs.move(self._path(name), self._path(f"{name}.corrupt-{n}"))
+        return self.uri_of(f"{name}.corrupt-{n}")
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._write(MANIFEST, json.dumps(manifest, indent=1))
@@ -85,6 +119,52 @@ class RunFolder:
 
     def write_sweep_text(self, text: str) -> None:
         self._write(SWEEP_FILE, text)
+
+    # --- the launch lock ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """Hold `launch.lock` for the block: one launch of a sweep at a time per storage. A lock
+        whose owner is gone (its pid no longer runs on this host) or that has not been rewritten
+        for STALE_AFTER_S (the heartbeat keeps a live one fresh) is taken over; a live one is
+        refused in one line. On s3:// a create cannot be exclusive: the read-back after writing
+        catches all but a race within the same second."""
+        held = self._lock_owner()
+        if held is not None and not _stale(held):
+            raise UserError(f"{self.uri}: another launch of this sweep is running (host "
+                            f"{held.get('host')}, pid {held.get('pid')}, since {held.get('started')}); "
+                            f"wait for it, or delete {self.uri_of(LOCK)} if it is gone")
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "beat": time.time()}
+        self._write(LOCK, json.dumps(me))
+        if (self._lock_owner() or {}).get("token") != me["token"]:
+            raise UserError(f"{self.uri}: another launch of this sweep took the lock at the same time")
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(me, done), daemon=True, name="lock")
+        beat.start()
+        _HELD.add(me["token"])
+        try:
+            yield me
+        finally:
+            _HELD.discard(me["token"])
+            done.set()
+            beat.join()
+            if (self._lock_owner() or {}).get("token") == me["token"]:
+                with contextlib.suppress(OSError):
+                    self.fs.delete_file(self._path(LOCK))
+
+    def _lock_owner(self) -> dict[str, Any] | None:
+        """The lock's content; an unreadable lock counts as stale (a crash while writing it)."""
+        try:
+            text = self._read(LOCK)
+            return None if text is None else dict(json.loads(text))
+        except (OSError, ValueError, TypeError):
+            return {"beat": 0.0}
+
+    def _heartbeat(self, me: dict[str, Any], done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):  # storage down: the writer's problem, not the lock's
+                self._write(LOCK, json.dumps({**me, "beat": time.time()}))
 
     def _read(self, name: str) -> str | None:
         path = self._path(name)
@@ -133,6 +213,27 @@ def require_writable_file(location: str, given: str = "") -> None:
     fs, target = results.filesystem(location)
     if fs.get_file_info(target).type == pafs.FileType.Directory:
         raise UserError(f"{shown}: is a folder, not a file")
+
+
+def _stale(lock: dict[str, Any]) -> bool:
+    """The lock's owner is gone: its pid runs no more on this host (or is this process, which
+    left it behind when storage went down), or its heartbeat stopped."""
+    if time.time() - float(lock.get("beat", 0.0)) > STALE_AFTER_S:
+        return True
+    if lock.get("host") != socket.gethostname():
+        return False
+    if lock.get("pid") == os.getpid():  # this process: stale unless one of its launches holds it
+        return lock.get("token") not in _HELD
+    try:
+        pid = int(lock.get("pid", 0))
+        if pid <= 0:
+            return True
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
 
 
 def _file_in_the_way(path: Path) -> Path | None:

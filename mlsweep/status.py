@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlsweep import results
@@ -16,6 +16,7 @@ class RunStatus:
     counts: dict[str, int]  # by status, plus `pending` (planned, not recorded)
     failed: list[dict[str, Any]]  # the trials rows of failed and diverged trials
     slowest: list[dict[str, Any]]
+    bad: list[results.BadFile] = field(default_factory=list)  # unreadable files, left out
 
     @property
     def all_failed(self) -> bool:
@@ -26,8 +27,9 @@ class RunStatus:
 
 def run_status(run_dir: str, slowest: int = 5) -> RunStatus:
     folder = RunFolder(run_dir).require()
-    planned = set(folder.manifest().get("trials", {}))
-    trials = results.read_results(folder.uri, "trials")
+    bad: list[results.BadFile] = []
+    planned = set(folder.manifest(bad).get("trials", {}))
+    trials = results.read_results(folder.uri, "trials", bad=bad)
     counts = dict.fromkeys(STATUSES, 0)
     failed: list[dict[str, Any]] = []
     slow: list[dict[str, Any]] = []
@@ -36,5 +38,6 @@ def run_status(run_dir: str, slowest: int = 5) -> RunStatus:
         failed = trials[trials["status"] != "completed"].to_dict("records")
         slow = trials.nlargest(slowest, "wall_s").to_dict("records")
         planned |= set(trials["trial_id"])
+    planned |= {b.trial_id for b in bad if b.table == "trials"}  # left out, so not yet recorded
     counts["pending"] = len(planned) - len(trials)
-    return RunStatus(len(planned), counts, failed, slow)
+    return RunStatus(len(planned), counts, failed, slow, bad)

@@ -237,9 +237,9 @@ def test_defaults_are_valid_values_of_their_own_settings() -> None:
 
 # Each room may import only rooms of a lower layer: the catalog below all, the CLI on top.
 LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runfolder": 4,
-          "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5, "orchestrator": 6,
-          "cluster": 6, "status": 6, "estimate": 6, "analysis": 7, "report_charts": 7, "report": 8,
-          "cli": 9}
+          "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5, "writeback": 5,
+          "raywatch": 5, "orchestrator": 6, "cluster": 6, "status": 6, "estimate": 6,
+          "analysis": 7, "report_charts": 7, "report": 8, "cli": 9}
 
 
 def imported_rooms(path: Path) -> set[str]:

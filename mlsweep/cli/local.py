@@ -13,6 +13,7 @@ from mlsweep.cli.common import (
     SWEEP_ARG,
     Format,
     app,
+    err,
     out,
     print_json,
     print_table,
@@ -176,13 +177,18 @@ def launch(
                                        "default: an embedded local Ray."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed and diverged trials again."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's and Tune's own output."),
+    storage_timeout: float = typer.Option(300.0, "--storage-timeout", min=1.0,
+                                          help="Seconds to keep retrying a result write while "
+                                          "storage does not answer, before stopping the sweep."),
 ) -> None:
     """Run every pending trial of a sweep on Ray Tune; results land as Parquet.
 
     Trials already recorded are skipped: relaunch after Ctrl-C, a crash, or new values.
     Exit codes: 0 all ran, 1 a trial failed (also on a relaunch with nothing left to run),
-    2 bad input, 130 / 143 stopped by Ctrl-C / SIGTERM (recorded trials stay; a second
-    Ctrl-C stops at once).
+    1 also when storage did not take a write for --storage-timeout (recorded trials stay),
+    2 bad input or another launch of the sweep running, 130 / 143 stopped by Ctrl-C / SIGTERM
+    (recorded trials stay; a second Ctrl-C stops at once). Unreadable run files are moved
+    aside, each named in one line, and their trials run again.
     """
     from mlsweep.orchestrator import launch as run_sweep
     from mlsweep.runfolder import RunFolder
@@ -190,8 +196,13 @@ def launch(
 
     sweep = load_sweep(sweep_file)
     summary = run_sweep(sweep, sweep_file.read_text(), storage=storage, address=address,
-                        retry_failed=retry_failed, verbose=verbose)
+                        retry_failed=retry_failed, verbose=verbose, storage_timeout=storage_timeout,
+                        notice=lambda line: err.print(f"warning: {line}", markup=False, highlight=False))
     run_dir = shlex.quote(summary.run_dir)
+    if summary.storage_error is not None:
+        err.print(f"error: {summary.storage_error} ({summary.ran} trials recorded this launch)",
+                  markup=False, highlight=False)
+        raise typer.Exit(1)
     if summary.launched == 0:
         say(_nothing_to_run(summary.skipped, summary.recorded, run_dir))
         raise typer.Exit(1 if summary.recorded.get("failed") else 0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -11,6 +13,7 @@ from mlsweep.cli.common import (
     RUN_ARG,
     Format,
     app,
+    err,
     print_json,
     print_table,
     say,
@@ -18,6 +21,7 @@ from mlsweep.cli.common import (
     wants_json,
 )
 from mlsweep.errors import UserError
+from mlsweep.results import BadFile, UnreadableResultWarning, unreadable
 from mlsweep.runfolder import RunFolder, require_writable_dir, require_writable_file
 
 FAILED_COLUMNS = ["trial_id", "loss", "dataset", "status", "attempts", "error"]
@@ -39,8 +43,10 @@ def status(run_dir: str = RUN_ARG, format: Format = "table") -> None:
 
     as_json = wants_json(format)
     report = run_status(run_dir)
+    warn_unreadable(report.bad)
     if as_json:
         print_json({"run_dir": run_dir, "planned": report.planned, "counts": report.counts,
+                    "unreadable": [b.path for b in report.bad],
                     "all_failed": report.all_failed, "failed": _rows(report.failed, FAILED_COLUMNS),
                     "slowest": _rows(report.slowest, SLOWEST_COLUMNS)})
     else:
@@ -93,7 +99,8 @@ def analyze(
         require_writable_dir(out_dir, "--out")
     else:
         _instead(lambda: require_writable_dir(folder.analysis_uri), "--out DIR for the analysis tables")
-    result = run_analysis(run_dir, metrics=metric or None, alpha=alpha, claims=claims, out=out_dir)
+    with reading_around_bad_files(folder):
+        result = run_analysis(run_dir, metrics=metric or None, alpha=alpha, claims=claims, out=out_dir)
     if as_json:
         print_json(result_json(result))
     else:
@@ -118,11 +125,34 @@ def report(
         require_writable_file(out_file, "--out")
     if png is not None:
         require_writable_dir(png, "--png")
-    result = build_report(run_dir, out_file, png)
+    with reading_around_bad_files(folder):
+        result = build_report(run_dir, out_file, png)
     ran = " (ran analyze first)" if result.analyzed else ""
     say(f"wrote {result.path}: {result.n_charts} charts, {result.size / 1e6:.1f} MB{ran}")
     for path in result.pngs:
         say(f"  {path}")
+
+
+def warn_unreadable(bad: list[BadFile]) -> None:
+    """One line per unreadable run file on stderr, then the count left out."""
+    for found in bad:
+        err.print(f"warning: {found.line()}", markup=False, highlight=False)
+    if bad:
+        err.print(f"warning: {len(bad)} unreadable file{'s' if len(bad) > 1 else ''} left out; "
+                  "`mlsweep launch` moves them aside and runs their trials again",
+                  markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def reading_around_bad_files(folder: RunFolder) -> Iterator[None]:
+    """Name the folder's unreadable files once, then let the command read around them without
+    the readers' own warnings."""
+    bad: list[BadFile] = []
+    folder.manifest(bad)
+    warn_unreadable(bad + unreadable(folder.uri))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableResultWarning)
+        yield
 
 
 def _instead(check: Callable[[], None], instead: str) -> None:
