@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import pandas as pd
@@ -12,6 +13,7 @@ from mlsweep.analysis._design import IDS, NOT_FACTORS
 from mlsweep.catalog.metrics import Better
 from mlsweep.claims import STATS, Claim, ClaimsError, load_claims
 from mlsweep.errors import UserError
+from mlsweep.results import UnreadableResultWarning
 from mlsweep.runfolder import RunFolder
 
 
@@ -28,8 +30,10 @@ def run_claims(run_dir: str) -> list[Claim]:
     shown = folder.uri_of("sweep.yaml")
     try:
         sweep = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise AnalysisError(f"{shown}: not valid YAML") from None
+    except yaml.YAMLError:  # a damaged copy: named, and the paper's claims tested instead
+        warnings.warn(UnreadableResultWarning(f"{shown}: unreadable, left out (not valid YAML); "
+                                              "testing the paper claims"), stacklevel=2)
+        return load_claims("paper")
     spec = sweep.get("claims") if isinstance(sweep, dict) else None
     try:
         return load_claims("paper" if spec is None else spec)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
+import yaml
 
 from mlsweep.cli.common import (
     RUN_ARG,
@@ -149,6 +150,10 @@ def reading_around_bad_files(folder: RunFolder) -> Iterator[None]:
     the readers' own warnings."""
     bad: list[BadFile] = []
     folder.manifest(bad)
+    try:
+        yaml.safe_load(folder.sweep_text() or "")
+    except yaml.YAMLError:
+        bad.append(BadFile(folder.uri_of("sweep.yaml"), "not valid YAML; the paper claims are tested"))
     warn_unreadable(bad + unreadable(folder.uri))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableResultWarning)
