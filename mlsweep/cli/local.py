@@ -36,28 +36,68 @@ def _components_help() -> str:
 @user_errors
 def plan(
     sweep_file: Path = SWEEP_ARG,
+    storage: str | None = typer.Option(None, help="Folder or s3:// URI; overrides the file's storage "
+                                       "(where recorded trials and the history of earlier runs are read)."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Time one short trial per (data set, model, "
+                                   "loss, batch size) group here for the estimate, instead of the "
+                                   "storage's earlier runs (seconds)."),
     format: Format = "table",
 ) -> None:
-    """Validate a sweep file and show the trials it expands to, without running anything."""
+    """Validate a sweep file and show the trials it expands to, which of them the storage has
+    recorded, and how long the rest will take; nothing is launched.
+
+    `--format json` prints one object: `sweep`, `trials` (list of {trial_id, config, recorded}),
+    `totals` (trials, recorded, pending, trial_epochs, resources_per_trial, max_concurrent_trials)
+    and `estimate` ({source: history | calibration | none, detail, slots, trial_hours, wall_s};
+    null numbers when there is no estimate).
+    """
+    from mlsweep.estimate import estimate
+    from mlsweep.orchestrator import recorded, run_dir_of
     from mlsweep.spec import expand, load_sweep, totals
 
     as_json = wants_json(format)
     sweep = load_sweep(sweep_file)
     trials = expand(sweep)
-    summary = totals(sweep, trials)
+    done = recorded(run_dir_of(sweep, storage), retry_failed=False)
+    pending = [t for t in trials if t.trial_id not in done]
+    base = storage or sweep.storage
+    guess = estimate(sweep, pending, base if "://" in base else str(Path(base).expanduser().resolve()),
+                     run_calibration=calibrate)
+    summary = {**totals(sweep, trials), "recorded": len(trials) - len(pending), "pending": len(pending)}
     if as_json:
         print_json({"sweep": sweep.name,
-                    "trials": [{"trial_id": t.trial_id, "config": t.config} for t in trials],
-                    "totals": summary})
+                    "trials": [{"trial_id": t.trial_id, "config": t.config, "recorded": t.trial_id in done}
+                               for t in trials],
+                    "totals": summary, "estimate": _estimate_json(guess)})
         return
     varying = [k for k, p in sweep.parameters.items() if len(p.choices) > 1]
-    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying])]
-    print_table([{"trial_id": t.trial_id, **t.config} for t in trials], columns,
-                title=f"sweep {sweep.name}: {len(trials)} trials")
+    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying]), "recorded"]
+    print_table([{"trial_id": t.trial_id, **t.config, "recorded": done.get(t.trial_id, "no")}
+                 for t in trials], columns, title=f"sweep {sweep.name}: {len(trials)} trials")
     res = summary["resources_per_trial"]
-    out.print(f"trials: {summary['trials']}   trial-epochs: {summary['trial_epochs']}   "
+    out.print(f"trials: {summary['trials']} ({summary['recorded']} recorded, {summary['pending']} to run)"
+              f"   trial-epochs: {summary['trial_epochs']}   "
               f"per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}   "
               f"max concurrent: {summary['max_concurrent_trials'] or 'as resources allow'}")
+    say(estimate_line(guess))
+
+
+def estimate_line(guess: Any) -> str:
+    """`estimate: 0:04:10 wall, 0.52 trial-hours on 4 slots (history: ...)`, or why there is none."""
+    if guess.source == "none":
+        return f"no estimate: {guess.detail}"
+    from mlsweep.progress import _clock
+
+    return (f"estimate: {_clock(round(guess.wall_s))} wall, {guess.trial_hours:.2f} trial-hours on "
+            f"{guess.slots} concurrent slot{'s' * (guess.slots != 1)} ({guess.detail})")
+
+
+def _estimate_json(guess: Any) -> dict[str, Any]:
+    def number(value: float) -> float | None:
+        return None if value != value else value
+
+    return {"source": guess.source, "detail": guess.detail, "slots": guess.slots,
+            "trial_hours": number(guess.trial_hours), "wall_s": number(guess.wall_s)}
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -161,10 +201,6 @@ def train(
                     if len(evaluated) > SHOWN_EPOCHS else ""))
     out.print(f"status: {result.summary['status']}   wall: {result.summary['wall_s']:.1f}s"
               + (f"   results: {out_dir}" if out_dir else ""))
-
-
-@app.command()
-@user_errors
 
 
 @app.command()
