@@ -212,6 +212,9 @@ def launch(
                                        "default: an embedded local Ray."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed and diverged trials again."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's and Tune's own output."),
+    sweep_text_env: str | None = typer.Option(None, "--sweep-text-env", hidden=True,
+                                              help="Read the sweep file's text from this environment "
+                                              "variable (what `mlsweep submit` gives its job)."),
 ) -> None:
     """Run every pending trial of a sweep on Ray Tune; results land as Parquet.
 
@@ -222,10 +225,9 @@ def launch(
     """
     from mlsweep.orchestrator import launch as run_sweep
     from mlsweep.runfolder import RunFolder
-    from mlsweep.spec import load_sweep
 
-    sweep = load_sweep(sweep_file)
-    summary = run_sweep(sweep, sweep_file.read_text(), storage=storage, address=address,
+    sweep, text = _sweep_given(sweep_file, sweep_text_env)
+    summary = run_sweep(sweep, text, storage=storage, address=address,
                         retry_failed=retry_failed, verbose=verbose)
     run_dir = shlex.quote(summary.run_dir)
     if summary.launched == 0:
@@ -245,6 +247,25 @@ def launch(
         raise typer.Exit(stop.exit_code)
     if summary.by_status.get("failed"):
         raise typer.Exit(1)
+
+
+def _sweep_given(sweep_file: Path, text_env: str | None) -> tuple[Any, str]:
+    """The sweep and its text: from the file, or from the variable `text_env` (what a cluster
+    job carries), validated under the file's name."""
+    import os
+    import tempfile
+
+    from mlsweep.spec import load_sweep
+
+    if text_env is None:
+        return load_sweep(sweep_file), sweep_file.read_text()
+    if text_env not in os.environ:
+        raise UserError(f"--sweep-text-env {text_env}: no such environment variable")
+    text = os.environ[text_env]
+    with tempfile.TemporaryDirectory(prefix="mlsweep-sweep-") as folder:
+        copy = Path(folder) / sweep_file.name
+        copy.write_text(text)
+        return load_sweep(copy), text
 
 
 def _nothing_to_run(n: int, recorded: dict[str, int], run_dir: str) -> str:
