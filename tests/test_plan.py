@@ -67,3 +67,33 @@ def test_plan_calibrate_times_one_short_trial_per_group(tmp_path: Path) -> None:
     guess = json.loads(shown.stdout)["estimate"]
     assert guess["source"] == "calibration" and "2 groups" in guess["detail"]
     assert guess["wall_s"] > RAY_FIXED_S and guess["trial_hours"] > 0
+
+
+def test_status_prints_whole_exception_names_and_seconds_at_one_precision(tmp_path: Path) -> None:
+    """Each failure is one line (a terminal wraps it; a table would cut the exception's name)."""
+    data = load_yaml("smoke.yaml")
+    run_dir = tmp_path / "smoke"
+    errors = ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; "
+              "79.1 GiB total capacity)\n  File loop.py, line 3", "non-finite loss at epoch 1, step 3"]
+    walls = [1234.5678, 3.0, 12.04, 0.25]
+    for i, trial in enumerate(expand(validate(data))):
+        status = ("failed", "diverged", "completed", "completed")[i]
+        write_trial(str(run_dir), trial.trial_id, "smoke", trial.config,
+                    {"status": status, "error": errors[i] if i < 2 else None, "attempts": 1,
+                     "wall_s": walls[i], "epochs_run": 2, "device": "cpu"}, [], [])
+    shown = CliRunner().invoke(app, ["status", str(run_dir)], env={"COLUMNS": "80"}, terminal_width=80)
+    assert shown.exit_code == 0, shown.output
+    failed = [t.trial_id for t in expand(validate(data))[:2]]
+    assert (f"  {failed[0]}  contrastive on digits  failed (1 attempt)  torch.OutOfMemoryError: CUDA out "
+            "of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total capacity)\n") in shown.stdout
+    diverged = f"  {failed[1]}  contrastive on digits  diverged (1 attempt)  non-finite loss at epoch 1, step"
+    assert diverged + " 3\n" in shown.stdout
+    for wall in ("1234.6", "3.0", "12.0", "0.2"):
+        assert f" {wall} " in shown.stdout, shown.stdout
+    assert "1234.57" not in shown.stdout and "12.04" not in shown.stdout
+
+
+def test_analyze_help_points_to_the_claims_format() -> None:
+    shown = CliRunner().invoke(app, ["analyze", "--help"], terminal_width=200)
+    assert "docs/sweep-file.md#claims" in shown.stdout
+    assert (Path(__file__).parents[1] / "docs" / "sweep-file.md").read_text().count("## Claims") == 1

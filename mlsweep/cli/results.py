@@ -47,10 +47,28 @@ def status(run_dir: str = RUN_ARG, format: Format = "table") -> None:
         print_table([{"status": k, "trials": v} for k, v in report.counts.items()], ["status", "trials"],
                     title=f"{run_dir}: {report.planned} planned")
         if report.failed:
-            print_table(report.failed, FAILED_COLUMNS, title="failed and diverged")
-        print_table(report.slowest, SLOWEST_COLUMNS, title="slowest")
+            say("failed and diverged:")
+            for row in report.failed:
+                say(_failure_line(row))
+        print_table([{**row, "wall_s": _seconds(row.get("wall_s"))} for row in report.slowest],
+                    SLOWEST_COLUMNS, title="slowest")
     if report.all_failed:
         raise typer.Exit(1)
+
+
+def _failure_line(row: dict[str, Any]) -> str:
+    """`  6c0fec568acb  contrastive on digits  failed (1 attempt)  torch.OutOfMemoryError: ...`:
+    one line, the error's first in full, which a terminal wraps rather than a table cutting
+    the exception's name."""
+    attempts = row.get("attempts")
+    tries = "" if _missing(attempts) else f" ({attempts} attempt{'s' * (attempts != 1)})"
+    error = str(row.get("error") or "no error recorded").strip().split("\n", 1)[0]
+    return f"  {row['trial_id']}  {row.get('loss')} on {row.get('dataset')}  {row['status']}{tries}  {error}"
+
+
+def _seconds(value: Any) -> str | None:
+    """Seconds at one precision (0.1 s) in every row."""
+    return None if _missing(value) else f"{float(value):.1f}"
 
 
 def _rows(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
@@ -74,7 +92,8 @@ def analyze(
                                      help="Metrics to test (repeatable; default: all epoch metrics)."),
     alpha: float = typer.Option(0.05, help="Significance level, after Holm correction."),
     claims: str | None = typer.Option(None, help="`paper` or a YAML file of claims "
-                                      "(default: the sweep's `claims:`, else paper)."),
+                                      "(default: the sweep's `claims:`, else paper); the file's "
+                                      "format: docs/sweep-file.md#claims."),
     out_dir: str | None = typer.Option(None, "--out", help="Write the analysis tables into this folder "
                                        "(local or s3://) instead of the run folder's analysis/: for a "
                                        "run folder you cannot write to."),
@@ -83,6 +102,9 @@ def analyze(
     """Seed-paired significance tests between losses, and verdicts on named claims.
 
     Writes analysis/{summary,tests,ranks,claims}.parquet in the run folder (or --out).
+    A claims file is a list of {name, a, b, metric, direction: greater|less, stat: final|mean},
+    e.g. `- {a: triplet, b: contrastive, metric: intra_var_mean, direction: greater}`; all of
+    it, with an example: docs/sweep-file.md#claims.
     """
     from mlsweep.analysis import analyze as run_analysis
     from mlsweep.analysis import format_result, result_json
