@@ -25,6 +25,7 @@ from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
 from mlsweep.diagnostics.summary import summarize
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
+from mlsweep.report.live import LiveReport
 from mlsweep.runfolder import RunFolder, require_writable_dir
 from mlsweep.signals import Interrupted, stop_on_signals
 from mlsweep.spec import Sweep, Trial, expand
@@ -361,8 +362,9 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         callbacks=[writer], verbose=1 if verbose else 0)
     t0 = time.perf_counter()
+    live = LiveReport(folder.uri, lambda: sum(progress.by_status.values()), lambda: len(progress.running))
     try:
-        with progress:
+        with progress, live:  # live: report.html refreshed as trials finish (mlsweep.report.live)
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
             tuner.fit()

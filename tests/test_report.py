@@ -7,7 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, load_yaml, write_sweep
 from typer.testing import CliRunner
 
 from mlsweep.cli import app
@@ -347,3 +351,88 @@ def test_report_of_a_run_whose_analysis_failed_says_why_and_exits_2(smoke_dir: P
     assert "ran analyze first" not in done.output
     html = (run_dir / "report.html").read_text()
     assert "InjectedFailure: failing on purpose" in html and "Nothing to show: analyze failed" in html
+
+
+def _wait_for(condition: Any, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process is None or process.poll() is None, f"{what}: the process ended first"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_live_report_is_partial_while_a_launch_runs_and_full_after(tmp_path: Path, browser: Any) -> None:
+    """Issue 19 item 3: `mlsweep launch` rewrites report.html as trials finish, marked partial,
+    and leaves the full report at the end; `mlsweep report --watch` follows the same run from
+    outside until every planned trial is recorded, then exits 0."""
+    data = {**load_yaml("smoke.yaml"), "name": "live", "max_concurrent_trials": 1}
+    data["parameters"] = {**data["parameters"], "epochs": {"value": 8}}
+    sweep_file = write_sweep(tmp_path, data)
+    run_dir = tmp_path / "runs" / "live"
+    env = {**os.environ, "MLSWEEP_LIVE_REPORT_S": "1", "PYTHONPATH": str(ROOT)}
+    log = (tmp_path / "launch.log").open("w")
+    launch = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "launch", str(sweep_file),
+                               "--storage", str(tmp_path / "runs")], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    watched = tmp_path / "watched.html"
+    watcher = None
+    try:
+        page_file = run_dir / "report.html"
+        _wait_for(lambda: page_file.is_file() and "Partial report" in page_file.read_text(),
+                  "a partial report", 240, launch)
+        snapshot = tmp_path / "snapshot.html"
+        shutil.copy(page_file, snapshot)
+        assert launch.poll() is None  # the copy was taken while the launch ran
+        recorded = set(read_results(str(run_dir), "trials")["trial_id"])
+        watcher = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "report", str(run_dir), "--watch",
+                                    "--interval", "1", "--out", str(watched)], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        opened = open_offline(browser, snapshot)
+        try:
+            page = opened["page"]
+            assert opened["errors"] == [] and opened["drawn"] == [1]  # the learning curves
+            banner = page.inner_text("#partial")
+            said = re.search(r"Partial report: (\d+) of 4 trials recorded, [01] running; the sweep has "
+                             "not finished", banner)
+            assert said is not None, banner
+            shown = int(said.group(1))
+            assert 1 <= shown <= len(recorded)
+            assert f"{shown} completed" in page.inner_text("#overview")
+            assert "Shown when the sweep ends" in page.inner_text("#pvalues")
+            curves = chart_rows(specs_of(snapshot.read_text())["chart-0"])
+            assert set(curves["n"]) <= set(range(1, 3)) and curves["epoch"].max() == 8
+        finally:
+            opened["context"].close()
+        assert launch.wait(timeout=300) == 0, (tmp_path / "launch.log").read_text()[-3000:]
+        final = page_file.read_text()
+        assert "Partial report" not in final and "Critical-difference diagram" in final
+        out, _ = watcher.communicate(timeout=240)
+        assert watcher.returncode == 0, out
+        assert "every planned trial is recorded" in out and f"wrote {watched}" in out
+        assert "Partial report" not in watched.read_text()
+    finally:
+        for process in (launch, watcher):
+            if process is not None and process.poll() is None:
+                process.kill()
+        log.close()
+
+
+def test_watch_stops_on_ctrl_c_with_exit_0(smoke_dir: Path, tmp_path: Path) -> None:
+    """A run folder with a planned trial never recorded: watching goes on until SIGINT."""
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_dir, run_dir, ignore=shutil.ignore_patterns("analysis", "report.html"))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["trials"]["p00000000003"] = {}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    watcher = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "report", str(run_dir), "--watch",
+                                "--interval", "0.5"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    page_file = run_dir / "report.html"
+    _wait_for(lambda: page_file.is_file(), "the partial page", 120, watcher)
+    watcher.send_signal(signal.SIGINT)
+    out, _ = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, out
+    assert "stopped watching (SIGINT)" in out and "Traceback" not in out
+    text = page_file.read_text()
+    assert "Partial report" in text and "6 of 7 trials recorded; the sweep has not" in text

@@ -129,9 +129,13 @@ def report(
     run_dir: str = RUN_ARG,
     out_file: str | None = typer.Option(None, "--out", help="The HTML file (default: RUN_DIR/report.html)."),
     png: str | None = typer.Option(None, "--png", help="Also export each chart as PNG into this folder."),
+    watch: bool = typer.Option(False, "--watch", help="For a sweep running elsewhere: keep a partial "
+                               "report fresh until every planned trial is recorded, then write the "
+                               "full one (Ctrl-C stops watching, exit 0)."),
+    interval: float = typer.Option(30.0, "--interval", help="Seconds between looks with --watch."),
 ) -> None:
     """One self-contained HTML report that works offline; runs `analyze` first when its tables
-    are missing or older than the results."""
+    are missing or older than the results. `mlsweep launch` keeps a partial one fresh itself."""
     from mlsweep.report import build_report
 
     folder = RunFolder(run_dir).require()
@@ -141,11 +145,32 @@ def report(
         require_writable_file(out_file, "--out")
     if png is not None:
         require_writable_dir(png, "--png")
+    if watch:
+        _watch(run_dir, out_file, interval)
     result = build_report(run_dir, out_file, png)
     ran = " (ran analyze first)" if result.analyzed else ""
     say(f"wrote {result.path}: {result.n_charts} charts, {result.size / 1e6:.1f} MB{ran}")
     for path in result.pngs:
         say(f"  {path}")
+
+
+def _watch(run_dir: str, out_file: str | None, interval: float) -> None:
+    """Refresh the partial report until the sweep has recorded every planned trial."""
+    from mlsweep.report.live import watch
+    from mlsweep.signals import Interrupted, stop_on_signals
+
+    if not interval > 0:
+        raise UserError(f"--interval {interval:g}: give a number of seconds above 0")
+    shown = out_file or RunFolder(run_dir).report_uri
+    say(f"watching {run_dir}: refreshing {shown} every {interval:g} s while trials are recorded "
+        "(Ctrl-C stops)")
+    try:
+        with stop_on_signals():
+            watch(run_dir, out_file, interval)
+    except Interrupted as stop:
+        say(f"stopped watching ({stop.name}); {shown} shows the trials recorded so far")
+        raise typer.Exit(0) from None
+    say("every planned trial is recorded")
 
 
 def _instead(check: Callable[[], None], instead: str) -> None:

@@ -75,7 +75,7 @@ def _packed(chart_spec: dict[str, Any]) -> dict[str, Any]:
     return {**chart_spec, "datasets": datasets}
 
 
-def page(name: str, sections: list[Section], analyzed: bool) -> str:
+def page(name: str, sections: list[Section], analyzed: bool, banner: str = "") -> str:
     """The whole HTML document: scripts inlined once, specs in one JSON block, charts as divs."""
     specs: dict[str, dict[str, Any]] = {}
     parts = []
@@ -92,7 +92,8 @@ def page(name: str, sections: list[Section], analyzed: bool) -> str:
     data = json.dumps(specs, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     return Template(_asset("page.html")).substitute(
         title=html.escape(name), css=_asset("page.css"), vega=_vega_bundle(), embed=_asset("page.js"),
-        when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        source="analysis run now" if analyzed else "analysis tables up to date",
+        when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        source=("partial: no analysis yet" if banner else
+                "analysis run now" if analyzed else "analysis tables up to date"), banner=banner,
         nav="".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections),
         sections="".join(parts), specs=data)

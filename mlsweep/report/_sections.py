@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats
 
-from mlsweep.analysis import VERDICTS, Design, better, claim_tally, comparable
+from mlsweep.analysis import VERDICTS, AnalysisError, Design, better, claim_tally, comparable
 from mlsweep.analysis._design import show
+from mlsweep.analysis._read import completed_config, excluded
 from mlsweep.catalog import STATUSES
+from mlsweep.report import Partial
 from mlsweep.report import _charts as charts
 from mlsweep.report._inputs import manifest
 from mlsweep.report._page import Section, spec
@@ -32,6 +34,8 @@ PVALUE_METRICS = tuple(m for m in (*RETRIEVAL_METRICS, *VARIANCE_METRICS, *CURVE
                        if comparable(m))
 CD_METRICS = tuple(m for m in PVALUE_METRICS if better(m) is not None)
 MAX_FAILED_ROWS = 200
+STATISTICS = (("variance", "Embedding variance"), ("retrieval", "Retrieval"), ("pvalues", "Significance"),
+              ("ranks", "Critical difference"), ("claims", "Claims"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +57,18 @@ class _View:
     @property
     def settings(self) -> list[str]:
         return list(self.options["setting"])
+
+    @classmethod
+    def of_completed(cls, run_dir: str, trials: pd.DataFrame) -> _View | None:
+        """The design of the trials completed so far (a partial report has no analysis), or
+        None before the first."""
+        epochs = read_results(run_dir, "epochs")
+        try:
+            config = completed_config(trials, epochs, run_dir, excluded(trials, epochs))
+        except AnalysisError:
+            return None
+        design = Design.of_config(config)
+        return cls.of(config[design.cells].drop_duplicates())
 
     @classmethod
     def of(cls, summary: pd.DataFrame) -> _View:
@@ -99,18 +115,24 @@ class _View:
 
 
 def sections(run_dir: str, trials: pd.DataFrame, tables: dict[str, pd.DataFrame],
-             problem: str) -> list[Section]:
-    """Every section in page order; without analysis tables the charts say why they are empty."""
+             problem: str, partial: Partial | None = None) -> list[Section]:
+    """Every section in page order; without analysis tables the charts say why they are empty.
+    A partial report has the overview, the curves so far and the failures, no statistics."""
+    if partial is not None:
+        view = _View.of_completed(run_dir, trials)
+        later = [Section(anchor, title, "Shown when the sweep ends: this report is partial.")
+                 for anchor, title in STATISTICS]
+        curves = (_curves(run_dir, trials, view) if view is not None
+                  else Section("curves", "Learning curves", "No trial has completed yet."))
+        return [_overview(run_dir, trials, None, view, partial), curves, *later, _failures(trials, view)]
     view = _View.of(tables["summary"]) if tables and not tables["summary"].empty else None
     overview = _overview(run_dir, trials, tables.get("claims"), view)
     failures = _failures(trials, view)
     if view is None:
         reason = (f"Nothing to show: analyze failed: {problem}." if problem
                   else "Nothing to show: the analysis has no rows.")
-        empty = [Section(anchor, title, reason) for anchor, title in (
-            ("curves", "Learning curves"), ("variance", "Embedding variance"),
-            ("retrieval", "Retrieval"), ("pvalues", "Significance"),
-            ("ranks", "Critical difference"), ("claims", "Claims"))]
+        empty = [Section(anchor, title, reason)
+                 for anchor, title in (("curves", "Learning curves"), *STATISTICS)]
         return [overview, *empty, failures]
     summary = tables["summary"]
     return [
@@ -128,14 +150,17 @@ def sections(run_dir: str, trials: pd.DataFrame, tables: dict[str, pd.DataFrame]
 
 
 def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
-              view: _View | None) -> Section:
+              view: _View | None, partial: Partial | None = None) -> Section:
     """Trials by status, wall time, devices, the design and the claims' verdicts at a glance."""
     plan = manifest(run_dir)
     counts = trials["status"].value_counts()
     status = [f"{counts.get(s, 0)} {s}" for s in STATUSES]
+    running = partial.running if partial is not None else None
+    if running is not None:
+        status.append(f"{running} running")
     if plan.get("trials"):
-        pending = len(set(plan["trials"]) - set(trials["trial_id"]))
-        status = [f"{len(plan['trials'])} planned", *status, f"{pending} pending"]
+        pending = len(set(plan["trials"]) - set(trials["trial_id"])) - (running or 0)
+        status = [f"{len(plan['trials'])} planned", *status, f"{max(0, pending)} pending"]
     span = (trials["finished_at"].max() - trials["started_at"].min()).total_seconds()
     devices = ", ".join(f"{device} × {n}" for device, n in trials["device"].value_counts().items())
     cards = {  # title -> HTML
@@ -303,6 +328,18 @@ def _failures(trials: pd.DataFrame, view: _View | None) -> Section:
     if len(bad) > MAX_FAILED_ROWS:
         section.body += f"<p>… and {len(bad) - MAX_FAILED_ROWS} more (mlsweep status lists them all).</p>"
     return section
+
+
+def banner(trials: pd.DataFrame, run_dir: str, partial: Partial | None) -> str:
+    """The partial report's banner (HTML), or '' for the full report."""
+    if partial is None:
+        return ""
+    planned = len(set(manifest(run_dir).get("trials", {})) | set(trials["trial_id"]))
+    running = "" if partial.running is None else f", {partial.running} running"
+    return ('<div class="partial" id="partial"><strong>Partial report</strong>: '
+            f"{len(trials)} of {planned} trials recorded{running}; the sweep has not finished. "
+            "This page is rewritten as trials finish: reload it. Statistics appear when the sweep "
+            "ends.</div>")
 
 
 def p_label(p: float) -> str:
