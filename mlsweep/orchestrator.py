@@ -7,6 +7,7 @@ callback), so a multi-node run needs shared storage for Tune's state but not for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,11 +26,12 @@ from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
 from mlsweep.diagnostics.summary import summarize
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
-from mlsweep.report.live import LiveReport
 from mlsweep.runfolder import RunFolder, require_writable_dir
 from mlsweep.signals import Interrupted, stop_on_signals
 from mlsweep.spec import Sweep, Trial, expand
 
+# Entered while the trials run, with the run folder and the progress (e.g. a live report).
+Live = Callable[[str, SweepProgress], contextlib.AbstractContextManager[Any]]
 REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                       "fuse.")
@@ -299,10 +301,11 @@ def is_shared_path(path: str) -> bool:
 
 
 def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: str | None = None,
-           retry_failed: bool = False, verbose: bool = False) -> LaunchSummary:
+           retry_failed: bool = False, verbose: bool = False, live: Live | None = None) -> LaunchSummary:
     """Run every pending trial of `sweep`; return what happened. Safe to call again. SIGINT or
     SIGTERM stops it (a second one at once): recorded trials stay, the summary says which
-    signal (`interrupted`), and a relaunch runs the rest."""
+    signal (`interrupted`), and a relaunch runs the rest. `live(run_dir, progress)` is entered
+    while the trials run (the CLI's live report)."""
     folder = RunFolder(run_dir_of(sweep, storage))
     require_writable_dir(folder.uri, "the run folder, from " + ("--storage" if storage else "`storage:`"))
     trials = expand(sweep) if sweep.method == "grid" else []
@@ -321,7 +324,7 @@ def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: s
         try:
             check_storage(folder.uri)  # also when RAY_ADDRESS, not --address, chose the cluster
             write_run_files(folder, sweep, sweep_text, trials)
-            _fit(sweep, folder, pending, n_samples, verbose, summary, received)
+            _fit(sweep, folder, pending, n_samples, verbose, summary, received, live)
         except KeyboardInterrupt:  # Ray's C++ waits re-raise Interrupted as a bare KeyboardInterrupt
             summary.interrupted = Interrupted(received[0] if received else signal.SIGINT)
         finally:
@@ -333,7 +336,7 @@ def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: s
 
 
 def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, verbose: bool,
-         summary: LaunchSummary, stopping: list[int]) -> None:
+         summary: LaunchSummary, stopping: list[int], live: Live | None = None) -> None:
     """Run the trials on Tune; `summary` gets what ran, also when a signal cuts it short."""
     from ray import tune
 
@@ -362,9 +365,8 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         callbacks=[writer], verbose=1 if verbose else 0)
     t0 = time.perf_counter()
-    live = LiveReport(folder.uri, lambda: sum(progress.by_status.values()), lambda: len(progress.running))
     try:
-        with progress, live:  # live: report.html refreshed as trials finish (mlsweep.report.live)
+        with progress, live(folder.uri, progress) if live else contextlib.nullcontext():
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
             tuner.fit()

@@ -228,7 +228,7 @@ def launch(
 
     sweep, text = _sweep_given(sweep_file, sweep_text_env)
     summary = run_sweep(sweep, text, storage=storage, address=address,
-                        retry_failed=retry_failed, verbose=verbose)
+                        retry_failed=retry_failed, verbose=verbose, live=_live_report)
     run_dir = shlex.quote(summary.run_dir)
     if summary.launched == 0:
         say(_nothing_to_run(summary.skipped, summary.recorded, run_dir))
@@ -247,6 +247,14 @@ def launch(
         raise typer.Exit(stop.exit_code)
     if summary.by_status.get("failed"):
         raise typer.Exit(1)
+
+
+def _live_report(run_dir: str, progress: Any) -> Any:
+    """report.html kept fresh while the trials run: refreshed when the progress has counted a
+    trial finished since, with the running ones in its banner."""
+    from mlsweep.report.live import LiveReport
+
+    return LiveReport(run_dir, lambda: sum(progress.by_status.values()), lambda: len(progress.running))
 
 
 def _sweep_given(sweep_file: Path, text_env: str | None) -> tuple[Any, str]:
