@@ -91,15 +91,15 @@ def recorded_trials(run_dir: str) -> int:
 
 
 def watch(run_dir: str, out: str | None, every_s: float,
-          sleep: Callable[[float], None] = time.sleep) -> ReportResult | None:
-    """Keep the report of a sweep running elsewhere fresh until every planned trial is
-    recorded; then write the full report. Returns what the last write made."""
+          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Keep the partial report of a sweep running elsewhere fresh; return once every planned
+    trial is recorded (the caller writes the full report)."""
     folder = RunFolder(run_dir).require()
     live = LiveReport(folder.uri, lambda: recorded_trials(folder.uri), out=out, every_s=every_s)
     while True:
         planned = set(folder.manifest().get("trials", {}))
         done = set(read_results(folder.uri, "trials").get("trial_id", []))
         if planned and planned <= done:
-            return final(folder.uri, out)
+            return
         live.refresh()
         sleep(every_s)
