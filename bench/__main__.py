@@ -1,7 +1,7 @@
 """Run mlsweep's benchmarks and print a markdown summary of medians and ratios vs the targets.
 
-    python -m bench [--quick] [--only orchestration|throughput|diagnostics|analysis|features|estimate|packing]
-        [--repeat N]
+    python -m bench [--quick] [--repeat N]
+        [--only orchestration|throughput|diagnostics|analysis|features|estimate|packing|live_report]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bench import (
     diagnostics_cost,
     estimate,
     feature_cache,
+    live_report,
     orchestration,
     packing,
     throughput,
@@ -26,7 +27,7 @@ from bench.common import machine
 BENCHMARKS = {"orchestration": orchestration.run, "throughput": throughput.run,
               "diagnostics": diagnostics_cost.run, "analysis": analysis_scale.run,
               "features": feature_cache.run, "estimate": estimate.run,
-              "packing": packing.run}
+              "packing": packing.run, "live_report": live_report.run}
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Ray Jobs: send a sweep to a cluster's dashboard, follow it, list and stop jobs.
 
 The folder `mlsweep submit` runs in is uploaded as the job's working directory, so the cluster
-runs the code and sweep files as they are here; the job's entrypoint is `mlsweep launch` on the
-head node, joining the cluster it runs on (`--address auto`).
+runs the code as it is here; the sweep file's text travels in the job's environment (SWEEP_ENV),
+so the file may lie anywhere. The job's entrypoint is `mlsweep launch` on the head node, reading
+the sweep from that variable and joining the cluster it runs on (`--address auto`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ STOP_WAIT_S = 30.0
 EXCLUDES = [".git/", ".venv/", "venv/", "__pycache__/", "/runs/", "/data/"]
 # Ray's jobs SDK lets these environment variables override an address it is given.
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+SWEEP_ENV = "MLSWEEP_SWEEP_YAML"  # the job's sweep file, as text: `launch --sweep-text-env` reads it
 
 
 @dataclass
@@ -143,31 +145,25 @@ def cluster_storage(storage: str) -> str:
     return f"~/{storage}"
 
 
-def entrypoint(sweep_path: str, storage: str) -> str:
+def entrypoint(sweep_name: str, storage: str) -> str:
     """`python -m` imports mlsweep from the uploaded working dir (the job's current folder)
-    first, so the cluster runs this checkout's code; the installed one serves when there is none."""
-    return shlex.join(["python", "-m", "mlsweep.cli", "launch", sweep_path, "--address", "auto",
-                       "--storage", storage])
+    first, so the cluster runs this checkout's code; the installed one serves when there is none.
+    The sweep comes from SWEEP_ENV; `sweep_name` (the file's name) is what messages call it."""
+    return shlex.join(["python", "-m", "mlsweep.cli", "launch", sweep_name, "--sweep-text-env", SWEEP_ENV,
+                       "--address", "auto", "--storage", storage])
 
 
-def runtime_env(working_dir: Path, requirements: Path | None = None) -> dict[str, Any]:
-    """The job's environment: this folder's files, and the sweep's extra pip requirements."""
+def runtime_env(working_dir: Path, requirements: Path | None = None, sweep_text: str = "") -> dict[str, Any]:
+    """The job's environment: this folder's files, the sweep file's text, and the sweep's extra
+    pip requirements."""
     env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES),
                            # Logs reach `--follow` as they are printed, not in 8 KiB blocks.
-                           "env_vars": {"PYTHONUNBUFFERED": "1"}}
+                           "env_vars": {"PYTHONUNBUFFERED": "1", SWEEP_ENV: sweep_text}}
     if requirements is not None:
         if not requirements.is_file():
             raise UserError(f"--requirements {requirements}: no such file")
         env["pip"] = str(requirements.resolve())
     return env
-
-
-def _relative_sweep_path(sweep_file: Path, working_dir: Path) -> str:
-    try:
-        return sweep_file.resolve().relative_to(working_dir.resolve()).as_posix()
-    except ValueError:
-        raise UserError(f"{sweep_file}: the sweep file must lie inside the folder that is uploaded "
-                        f"({working_dir}); run mlsweep submit from the project folder") from None
 
 
 def submit(sweep_file: Path, address: str, storage: str | None = None, requirements: Path | None = None,
@@ -177,14 +173,12 @@ def submit(sweep_file: Path, address: str, storage: str | None = None, requireme
     from mlsweep.spec import load_sweep
 
     sweep = load_sweep(sweep_file)
-    working_dir = working_dir or Path.cwd()
-    sweep_path = _relative_sweep_path(sweep_file, working_dir)
     where = cluster_storage(storage or sweep.storage)
-    env = runtime_env(working_dir, requirements)
+    env = runtime_env(working_dir or Path.cwd(), requirements, sweep_file.read_text())
     client = connect(address, verbose)
     job_id = submission_id(sweep.name)
     try:
-        client.submit_job(entrypoint=entrypoint(sweep_path, where), submission_id=job_id,
+        client.submit_job(entrypoint=entrypoint(sweep_file.name, where), submission_id=job_id,
                           runtime_env=env, metadata={"sweep": sweep.name, "storage": where})
     except (RuntimeError, ValueError) as err:
         raise UserError(f"the cluster did not accept the job: {err}") from None

@@ -32,6 +32,8 @@ from mlsweep.signals import Interrupted, stop_on_signals
 from mlsweep.spec import Sweep, Trial, expand
 from mlsweep.writeback import BackgroundWriter
 
+# Entered while the trials run, with the run folder and the progress (e.g. a live report).
+Live = Callable[[str, SweepProgress], contextlib.AbstractContextManager[Any]]
 REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
 STORAGE_TIMEOUT_S = 300.0  # how long the driver retries a result write before stopping the sweep
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
@@ -399,13 +401,14 @@ def is_shared_path(path: str) -> bool:
 def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: str | None = None,
            retry_failed: bool = False, verbose: bool = False,
            storage_timeout: float = STORAGE_TIMEOUT_S,
-           notice: Callable[[str], None] | None = None) -> LaunchSummary:
+           notice: Callable[[str], None] | None = None, live: Live | None = None) -> LaunchSummary:
     """Run every pending trial of `sweep`; return what happened. Safe to call again. SIGINT or
     SIGTERM stops it (a second one at once): recorded trials stay, the summary says which
     signal (`interrupted`), and a relaunch runs the rest. One launch of a sweep at a time per
     storage (the run folder's lock). Unreadable run files are moved aside first, each named in
     one line to `notice` (default: stderr), and their trials run again. When storage does not
-    take a result write for `storage_timeout` seconds, the sweep stops (`storage_error`)."""
+    take a result write for `storage_timeout` seconds, the sweep stops (`storage_error`).
+    `live(run_dir, progress)` is entered while the trials run (the CLI's live report)."""
     folder = RunFolder(run_dir_of(sweep, storage))
     require_writable_dir(folder.uri, "the run folder, from " + ("--storage" if storage else "`storage:`"))
     with folder.locked():
@@ -413,7 +416,7 @@ def launch(sweep: Sweep, sweep_text: str, storage: str | None = None, address: s
         for line in set_aside:
             (notice or _to_stderr)(line)
         summary = _launch_locked(sweep, sweep_text, folder, address, retry_failed, verbose,
-                                 storage_timeout)
+                                 storage_timeout, live)
     summary.set_aside = set_aside
     return summary
 
@@ -423,7 +426,8 @@ def _to_stderr(line: str) -> None:
 
 
 def _launch_locked(sweep: Sweep, sweep_text: str, folder: RunFolder, address: str | None,
-                   retry_failed: bool, verbose: bool, storage_timeout: float) -> LaunchSummary:
+                   retry_failed: bool, verbose: bool, storage_timeout: float,
+                   live: Live | None) -> LaunchSummary:
     trials = expand(sweep) if sweep.method == "grid" else []
     done = recorded(folder.uri, retry_failed)
     pending = [t for t in trials if t.trial_id not in done]
@@ -440,7 +444,7 @@ def _launch_locked(sweep: Sweep, sweep_text: str, folder: RunFolder, address: st
         try:
             check_storage(folder.uri)  # also when RAY_ADDRESS, not --address, chose the cluster
             write_run_files(folder, sweep, sweep_text, trials)
-            _fit(sweep, folder, pending, n_samples, verbose, summary, received, storage_timeout)
+            _fit(sweep, folder, pending, n_samples, verbose, summary, received, storage_timeout, live)
         except KeyboardInterrupt:  # Ray's C++ waits re-raise Interrupted as a bare KeyboardInterrupt
             summary.interrupted = Interrupted(received[0] if received else signal.SIGINT)
         finally:
@@ -450,7 +454,8 @@ def _launch_locked(sweep: Sweep, sweep_text: str, folder: RunFolder, address: st
 
 
 def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, verbose: bool,
-         summary: LaunchSummary, stopping: list[int], storage_timeout: float) -> None:
+         summary: LaunchSummary, stopping: list[int], storage_timeout: float,
+         live: Live | None = None) -> None:
     """Run the trials on Tune; `summary` gets what ran, also when a signal or a storage outage
     cuts it short."""
     from ray import tune
@@ -485,7 +490,7 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         stop=stop_when_storage_is_gone(sink), verbose=1 if verbose else 0)
     t0 = time.perf_counter()
     try:
-        with progress:
+        with progress, live(folder.uri, progress) if live else contextlib.nullcontext():
             try:
                 tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                    run_config=run_config)

@@ -254,10 +254,12 @@ def test_job_pieces() -> None:
     assert cluster.cluster_storage("runs") == "~/runs"
     assert [cluster.cluster_storage(s) for s in ("/nfs/runs", "~/runs", "s3://b/p")] == \
         ["/nfs/runs", "~/runs", "s3://b/p"]
-    assert cluster.entrypoint("sweeps/a b.yaml", "~/runs") == \
-        "python -m mlsweep.cli launch 'sweeps/a b.yaml' --address auto --storage '~/runs'"
-    env = cluster.runtime_env(ROOT, ROOT / "pyproject.toml")
+    assert cluster.entrypoint("a b.yaml", "~/runs") == ("python -m mlsweep.cli launch 'a b.yaml' "
+                                                        "--sweep-text-env MLSWEEP_SWEEP_YAML "
+                                                        "--address auto --storage '~/runs'")
+    env = cluster.runtime_env(ROOT, ROOT / "pyproject.toml", "name: x\n")
     assert env["working_dir"] == str(ROOT) and env["pip"] == str(ROOT / "pyproject.toml")
+    assert env["env_vars"][cluster.SWEEP_ENV] == "name: x\n"
     with pytest.raises(UserError, match="no such file"):
         cluster.runtime_env(ROOT, ROOT / "missing.txt")
 
@@ -292,13 +294,6 @@ def test_follow_exits_with_the_jobs_outcome() -> None:
     assert cluster.exit_code(Info(status="STOPPED", driver_exit_code=143)) == 1
 
 
-def test_sweep_outside_the_uploaded_folder_is_refused(tmp_path: Path) -> None:
-    outside = tmp_path / "sweep.yaml"
-    outside.write_text((ROOT / SMOKE).read_text())
-    with pytest.raises(UserError, match="inside the folder that is uploaded"):
-        cluster.submit(outside, "http://127.0.0.1:1", working_dir=ROOT)
-
-
 def test_wrong_address_fails_fast_with_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if k not in cluster.ADDRESS_ENV}
     url = f"http://127.0.0.1:{_free_port()}"
@@ -322,21 +317,30 @@ def test_missing_or_wrong_token_is_refused(head: Head, tmp_path: Path) -> None:
 
 
 def test_submit_follow_runs_the_sweep_and_its_results_read_back(head: Head, tmp_path: Path) -> None:
-    """A one-node cluster with a local storage folder is fine: the sweep runs to the end."""
-    done = mlsweep("submit", SMOKE, "--address", head.url, "--storage", str(tmp_path), "--follow",
+    """A one-node cluster with a local storage folder is fine: the sweep runs to the end. The
+    sweep file lies outside the uploaded folder (the project, the command's working dir): its
+    text travels with the job and is the run folder's sweep.yaml, byte for byte."""
+    elsewhere = tmp_path / "my sweeps" / "mine.yaml"
+    elsewhere.parent.mkdir()
+    text = "# kept outside the project\n" + (ROOT / SMOKE).read_text()
+    elsewhere.write_text(text)
+    storage = tmp_path / "runs"
+    done = mlsweep("submit", str(elsewhere), "--address", head.url, "--storage", str(storage), "--follow",
                    env=head.env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     job_id = SUBMISSION_ID.search(done.stdout).group()
     assert f"submitted {job_id} to {head.url}" in done.stdout
     assert f"mlsweep stop {job_id} --address {head.url}" in done.stdout  # how to stop, follow, fetch
     assert f"mlsweep logs {job_id} --address {head.url} --follow" in done.stdout
-    assert f"{tmp_path}/smoke" in done.stdout
-    assert "launch sweeps/smoke.yaml --address auto" in done.stdout  # the job's log, streamed
+    assert f"{storage}/smoke" in done.stdout
+    # The job's log, streamed:
+    assert "launch mine.yaml --sweep-text-env MLSWEEP_SWEEP_YAML --address auto" in done.stdout
     assert done.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
 
-    trials = read_results(str(tmp_path / "smoke"), "trials")
+    trials = read_results(str(storage / "smoke"), "trials")
     assert len(trials) == 4 and (trials["status"] == "completed").all()
-    assert len(read_results(str(tmp_path / "smoke"), "epochs")) == 4 * 2
+    assert len(read_results(str(storage / "smoke"), "epochs")) == 4 * 2
+    assert (storage / "smoke" / "sweep.yaml").read_text() == text
     listed = mlsweep("jobs", "--address", head.url, env=head.env)
     assert re.search(rf"^{job_id}\s+SUCCEEDED\s+smoke\s", listed.stdout, re.M), listed.stdout
 

@@ -7,7 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -17,8 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, load_yaml, write_sweep
 from typer.testing import CliRunner
 
+from mlsweep.analysis import better
 from mlsweep.cli import app
 from mlsweep.report import ReportError, ReportResult, build_report
 from mlsweep.report._sections import p_label
@@ -237,6 +242,7 @@ def write_large_run(run_dir: Path, epochs: int = 10,
     trials.insert(1, "sweep", "large")
     start = pd.Timestamp("2025-01-01", tz="UTC")
     trials = trials.assign(status="completed", error=None, attempts=1, wall_s=60.0, device="cuda",
+                           epochs=epochs, batch_size=128, model="mlp", miner=None,
                            node=[f"node{i % 4}" for i in range(len(trials))], started_at=start,
                            finished_at=start + pd.Timedelta(hours=2))
     epoch_rows = trials.iloc[:, :7].merge(pd.DataFrame({"epoch": range(1, epochs + 1)}), how="cross")
@@ -350,3 +356,172 @@ def test_report_of_a_run_whose_analysis_failed_says_why_and_exits_2(smoke_dir: P
     assert "ran analyze first" not in done.output
     html = (run_dir / "report.html").read_text()
     assert "InjectedFailure: failing on purpose" in html and "Nothing to show: analyze failed" in html
+
+
+def _wait_for(condition: Any, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process is None or process.poll() is None, f"{what}: the process ended first"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_live_report_is_partial_while_a_launch_runs_and_full_after(tmp_path: Path, browser: Any) -> None:
+    """Issue 19 item 3: `mlsweep launch` rewrites report.html as trials finish, marked partial,
+    and leaves the full report at the end; `mlsweep report --watch` follows the same run from
+    outside until every planned trial is recorded, then exits 0."""
+    data = {**load_yaml("smoke.yaml"), "name": "live", "max_concurrent_trials": 1}
+    data["parameters"] = {**data["parameters"], "epochs": {"value": 8}}
+    sweep_file = write_sweep(tmp_path, data)
+    run_dir = tmp_path / "runs" / "live"
+    env = {**os.environ, "MLSWEEP_LIVE_REPORT_S": "1", "PYTHONPATH": str(ROOT)}
+    log = (tmp_path / "launch.log").open("w")
+    launch = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "launch", str(sweep_file),
+                               "--storage", str(tmp_path / "runs")], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    watched = tmp_path / "watched.html"
+    watcher = None
+    try:
+        page_file = run_dir / "report.html"
+        _wait_for(lambda: page_file.is_file() and "Partial report" in page_file.read_text(),
+                  "a partial report", 240, launch)
+        snapshot = tmp_path / "snapshot.html"
+        shutil.copy(page_file, snapshot)
+        assert launch.poll() is None  # the copy was taken while the launch ran
+        recorded = set(read_results(str(run_dir), "trials")["trial_id"])
+        watcher = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "report", str(run_dir), "--watch",
+                                    "--interval", "1", "--out", str(watched)], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        opened = open_offline(browser, snapshot)
+        try:
+            page = opened["page"]
+            assert opened["errors"] == [] and opened["drawn"] == [1]  # the learning curves
+            banner = page.inner_text("#partial")
+            said = re.search(r"Partial report: (\d+) of 4 trials recorded, [01] running; the sweep has "
+                             "not finished", banner)
+            assert said is not None, banner
+            shown = int(said.group(1))
+            assert 1 <= shown <= len(recorded)
+            assert f"{shown} completed" in page.inner_text("#overview")
+            assert "Shown when the sweep ends" in page.inner_text("#pvalues")
+            curves = chart_rows(specs_of(snapshot.read_text())["chart-0"])
+            assert set(curves["n"]) <= set(range(1, 3)) and curves["epoch"].max() == 8
+        finally:
+            opened["context"].close()
+        assert launch.wait(timeout=300) == 0, (tmp_path / "launch.log").read_text()[-3000:]
+        final = page_file.read_text()
+        assert "Partial report" not in final and "Critical-difference diagram" in final
+        out, _ = watcher.communicate(timeout=240)
+        assert watcher.returncode == 0, out
+        assert "every planned trial is recorded" in out and f"wrote {watched}" in out
+        assert "Partial report" not in watched.read_text()
+    finally:
+        for process in (launch, watcher):
+            if process is not None and process.poll() is None:
+                process.kill()
+        log.close()
+
+
+def test_watch_stops_on_ctrl_c_with_exit_0(smoke_dir: Path, tmp_path: Path) -> None:
+    """A run folder with a planned trial never recorded: watching goes on until SIGINT."""
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_dir, run_dir, ignore=shutil.ignore_patterns("analysis", "report.html"))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["trials"]["p00000000003"] = {}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    watcher = subprocess.Popen([sys.executable, "-m", "mlsweep.cli", "report", str(run_dir), "--watch",
+                                "--interval", "0.5"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    page_file = run_dir / "report.html"
+    _wait_for(lambda: page_file.is_file(), "the partial page", 120, watcher)
+    watcher.send_signal(signal.SIGINT)
+    out, _ = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, out
+    assert "stopped watching (SIGINT)" in out and "Traceback" not in out
+    text = page_file.read_text()
+    assert "Partial report" in text and "6 of 7 trials recorded; the sweep has not" in text
+
+
+def test_report_answers_at_a_glance(tmp_path: Path, browser: Any) -> None:
+    """Issue 19 item 8: a numeric table of final means [95% CI] per data set, the training
+    settings in the overview, the p-value map's colour signed by which loss wins, and train_loss
+    divided by each curve's epoch-1 mean (losses differ in scale). Checked against the epochs
+    table by hand."""
+    run_dir = tmp_path / "glance"
+    write_large_run(run_dir, epochs=3, losses=("contrastive", "triplet", "supcon"), margins=(0.2, 1.0),
+                    lrs=(1e-3,), margin_free=("supcon",))
+    result = build_report(str(run_dir))
+    html = Path(result.path).read_text()
+    epochs = pd.read_parquet(run_dir / "results" / "epochs")
+    final = epochs[epochs["epoch"] == 3]
+
+    opened = open_offline(browser, Path(result.path))
+    try:
+        page = opened["page"]
+        assert opened["errors"] == []
+        overview = page.inner_text("#overview")
+        assert "epochs 3 · lr 0.001 · batch size 128 · model mlp · miner none" in overview
+        table = page.inner_text("#table")
+        assert "digits" in table and "synthetic" in table
+        cells = page.eval_on_selector_all(
+            "#table table", "ts => ts.map(t => [...t.rows].map(r => [...r.cells].map(c => c.innerText)))")
+    finally:
+        opened["context"].close()
+    assert len(cells) == 2  # one table per data set
+    header, *rows = cells[0]  # digits
+    assert header == ["loss", "setting", "map_at_r", "recall_at_1", "knn_acc", "intra_var_mean",
+                      "centroid_dist_mean"]
+    assert len(rows) == 5  # contrastive and triplet at two margins, supcon once
+    for row in rows:
+        loss, setting = row[0], row[1]
+        mine = final[(final["dataset"] == "digits") & (final["loss"] == loss)]
+        if setting != "no margin":
+            mine = mine[mine["margin"] == float(setting.split("=")[1])]
+        for metric, text in zip(header[2:], row[2:], strict=True):
+            mean, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", text).groups())
+            assert mean == pytest.approx(mine[metric].mean(), rel=1e-3)
+            assert low <= mean <= high
+    digits_final = final[final["dataset"] == "digits"]
+    best = digits_final.groupby(["loss", "margin"], dropna=False)["map_at_r"].mean().max()
+    assert f"<b>{best:.4g} [" in html  # the best map_at_r of digits is bold
+
+    rows = {chart_id: chart_rows(spec) for chart_id, spec in specs_of(html).items()}
+    curves = rows["chart-0"]  # digits
+    assert "train_loss" not in set(curves["metric"])
+    scaled = curves[curves["metric"] == "train_loss ÷ epoch 1"]
+    digits = epochs[epochs["dataset"] == "digits"]
+    by_hand = digits.groupby(["loss", "margin", "epoch"], dropna=False)["train_loss"].mean().unstack("epoch")
+    ratio = by_hand.div(by_hand[1], axis=0)
+    for r in scaled.itertuples():
+        margin = np.nan if r.setting == "no margin" else float(r.setting.split("=")[1])
+        expected = ratio.loc[(r.loss, margin), r.epoch] if r.loss != "supcon" else \
+            ratio.xs("supcon", level="loss").iloc[0][r.epoch]
+        assert r.mean == pytest.approx(expected, rel=1e-3)
+    assert set(scaled.loc[scaled["epoch"] == 1, "mean"]) == {1.0}
+
+    tests = pd.read_parquet(run_dir / "analysis" / "tests.parquet")
+    pvalues = rows["chart-4"]
+    shown = pvalues.groupby(["pair", "metric", "p_label"])["wins"].agg(list)
+    tested = tests[(tests["stat"] == "final") & tests["metric"].isin(set(pvalues["metric"]))]
+    assert len(tested) == len(pvalues)
+    for t in tested.itertuples():
+        side = -1 if better(t.metric) == "lower" else 1  # positive: the pair's first loss wins
+        expected = -np.log10(max(t.p_holm, 1e-12)) * np.sign(t.mean_diff) * side
+        values = shown[(f"{t.loss_a} vs {t.loss_b}", t.metric, p_label(t.p_holm))]
+        assert any(v == pytest.approx(expected, rel=1e-3, abs=1e-4) for v in values), (values, expected)
+    assert (pvalues["wins"] > 0).any() and (pvalues["wins"] < 0).any()  # both sides win somewhere
+    scales = [node for node in loss_scales_any(specs_of(html)["chart-4"]) if node.get("scheme") == "redblue"]
+    assert scales and scales[0]["domainMid"] == 0
+
+
+def loss_scales_any(node: Any) -> Iterator[dict[str, Any]]:
+    """Every scale object in a spec."""
+    if isinstance(node, dict):
+        if "scheme" in node:
+            yield node
+        for value in node.values():
+            yield from loss_scales_any(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from loss_scales_any(value)

@@ -48,10 +48,11 @@ def submit(
                                              "beyond mlsweep's own dependencies."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's packaging and upload messages."),
 ) -> None:
-    """Run a sweep on a Ray cluster as a Ray Job, from this folder's code and sweep files.
+    """Run a sweep on a Ray cluster as a Ray Job, from this folder's code.
 
     The folder is uploaded (minus what .gitignore lists, .venv, runs and data) and
-    `mlsweep launch` runs on the head node.
+    `mlsweep launch` runs on the head node. The sweep file may lie anywhere: its text travels
+    with the job, and is the run folder's sweep.yaml.
     """
     from mlsweep import cluster
 

@@ -37,28 +37,68 @@ def _components_help() -> str:
 @user_errors
 def plan(
     sweep_file: Path = SWEEP_ARG,
+    storage: str | None = typer.Option(None, help="Folder or s3:// URI; overrides the file's storage "
+                                       "(where recorded trials and the history of earlier runs are read)."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Time one short trial per (data set, model, "
+                                   "loss, batch size) group here for the estimate, instead of the "
+                                   "storage's earlier runs (seconds)."),
     format: Format = "table",
 ) -> None:
-    """Validate a sweep file and show the trials it expands to, without running anything."""
+    """Validate a sweep file and show the trials it expands to, which of them the storage has
+    recorded, and how long the rest will take; nothing is launched.
+
+    `--format json` prints one object: `sweep`, `trials` (list of {trial_id, config, recorded}),
+    `totals` (trials, recorded, pending, trial_epochs, resources_per_trial, max_concurrent_trials)
+    and `estimate` ({source: history | calibration | none, detail, slots, trial_hours, wall_s};
+    null numbers when there is no estimate).
+    """
+    from mlsweep.estimate import estimate
+    from mlsweep.orchestrator import recorded, run_dir_of
     from mlsweep.spec import expand, load_sweep, totals
 
     as_json = wants_json(format)
     sweep = load_sweep(sweep_file)
     trials = expand(sweep)
-    summary = totals(sweep, trials)
+    done = recorded(run_dir_of(sweep, storage), retry_failed=False)
+    pending = [t for t in trials if t.trial_id not in done]
+    base = storage or sweep.storage
+    guess = estimate(sweep, pending, base if "://" in base else str(Path(base).expanduser().resolve()),
+                     run_calibration=calibrate)
+    summary = {**totals(sweep, trials), "recorded": len(trials) - len(pending), "pending": len(pending)}
     if as_json:
         print_json({"sweep": sweep.name,
-                    "trials": [{"trial_id": t.trial_id, "config": t.config} for t in trials],
-                    "totals": summary})
+                    "trials": [{"trial_id": t.trial_id, "config": t.config, "recorded": t.trial_id in done}
+                               for t in trials],
+                    "totals": summary, "estimate": _estimate_json(guess)})
         return
     varying = [k for k, p in sweep.parameters.items() if len(p.choices) > 1]
-    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying])]
-    print_table([{"trial_id": t.trial_id, **t.config} for t in trials], columns,
-                title=f"sweep {sweep.name}: {len(trials)} trials")
+    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying]), "recorded"]
+    print_table([{"trial_id": t.trial_id, **t.config, "recorded": done.get(t.trial_id, "no")}
+                 for t in trials], columns, title=f"sweep {sweep.name}: {len(trials)} trials")
     res = summary["resources_per_trial"]
-    out.print(f"trials: {summary['trials']}   trial-epochs: {summary['trial_epochs']}   "
+    out.print(f"trials: {summary['trials']} ({summary['recorded']} recorded, {summary['pending']} to run)"
+              f"   trial-epochs: {summary['trial_epochs']}   "
               f"per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}   "
               f"max concurrent: {summary['max_concurrent_trials'] or 'as resources allow'}")
+    say(estimate_line(guess))
+
+
+def estimate_line(guess: Any) -> str:
+    """`estimate: 0:04:10 wall, 0.52 trial-hours on 4 slots (history: ...)`, or why there is none."""
+    if guess.source == "none":
+        return f"no estimate: {guess.detail}"
+    from mlsweep.progress import _clock
+
+    return (f"estimate: {_clock(round(guess.wall_s))} wall, {guess.trial_hours:.2f} trial-hours on "
+            f"{guess.slots} concurrent slot{'s' * (guess.slots != 1)} ({guess.detail})")
+
+
+def _estimate_json(guess: Any) -> dict[str, Any]:
+    def number(value: float) -> float | None:
+        return None if value != value else value
+
+    return {"source": guess.source, "detail": guess.detail, "slots": guess.slots,
+            "trial_hours": number(guess.trial_hours), "wall_s": number(guess.wall_s)}
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -166,10 +206,6 @@ def train(
 
 @app.command()
 @user_errors
-
-
-@app.command()
-@user_errors
 def launch(
     sweep_file: Path = SWEEP_ARG,
     storage: str | None = typer.Option(None, help="Folder or s3:// URI; overrides the file's storage."),
@@ -180,6 +216,9 @@ def launch(
     storage_timeout: float = typer.Option(300.0, "--storage-timeout", min=1.0,
                                           help="Seconds to keep retrying a result write while "
                                           "storage does not answer, before stopping the sweep."),
+    sweep_text_env: str | None = typer.Option(None, "--sweep-text-env", hidden=True,
+                                              help="Read the sweep file's text from this environment "
+                                              "variable (what `mlsweep submit` gives its job)."),
 ) -> None:
     """Run every pending trial of a sweep on Ray Tune; results land as Parquet.
 
@@ -192,12 +231,12 @@ def launch(
     """
     from mlsweep.orchestrator import launch as run_sweep
     from mlsweep.runfolder import RunFolder
-    from mlsweep.spec import load_sweep
 
-    sweep = load_sweep(sweep_file)
-    summary = run_sweep(sweep, sweep_file.read_text(), storage=storage, address=address,
+    sweep, text = _sweep_given(sweep_file, sweep_text_env)
+    summary = run_sweep(sweep, text, storage=storage, address=address,
                         retry_failed=retry_failed, verbose=verbose, storage_timeout=storage_timeout,
-                        notice=lambda line: err.print(f"warning: {line}", markup=False, highlight=False))
+                        notice=lambda line: err.print(f"warning: {line}", markup=False, highlight=False),
+                        live=_live_report)
     run_dir = shlex.quote(summary.run_dir)
     if summary.storage_error is not None:
         err.print(f"error: {summary.storage_error} ({summary.ran} trials recorded this launch)",
@@ -220,6 +259,33 @@ def launch(
         raise typer.Exit(stop.exit_code)
     if summary.by_status.get("failed"):
         raise typer.Exit(1)
+
+
+def _live_report(run_dir: str, progress: Any) -> Any:
+    """report.html kept fresh while the trials run: refreshed when the progress has counted a
+    trial finished since, with the running ones in its banner."""
+    from mlsweep.report.live import LiveReport
+
+    return LiveReport(run_dir, lambda: sum(progress.by_status.values()), lambda: len(progress.running))
+
+
+def _sweep_given(sweep_file: Path, text_env: str | None) -> tuple[Any, str]:
+    """The sweep and its text: from the file, or from the variable `text_env` (what a cluster
+    job carries), validated under the file's name."""
+    import os
+    import tempfile
+
+    from mlsweep.spec import load_sweep
+
+    if text_env is None:
+        return load_sweep(sweep_file), sweep_file.read_text()
+    if text_env not in os.environ:
+        raise UserError(f"--sweep-text-env {text_env}: no such environment variable")
+    text = os.environ[text_env]
+    with tempfile.TemporaryDirectory(prefix="mlsweep-sweep-") as folder:
+        copy = Path(folder) / sweep_file.name
+        copy.write_text(text)
+        return load_sweep(copy), text
 
 
 def _nothing_to_run(n: int, recorded: dict[str, int], run_dir: str) -> str:

@@ -54,10 +54,28 @@ def status(run_dir: str = RUN_ARG, format: Format = "table") -> None:
         print_table([{"status": k, "trials": v} for k, v in report.counts.items()], ["status", "trials"],
                     title=f"{run_dir}: {report.planned} planned")
         if report.failed:
-            print_table(report.failed, FAILED_COLUMNS, title="failed and diverged")
-        print_table(report.slowest, SLOWEST_COLUMNS, title="slowest")
+            say("failed and diverged:")
+            for row in report.failed:
+                say(_failure_line(row))
+        print_table([{**row, "wall_s": _seconds(row.get("wall_s"))} for row in report.slowest],
+                    SLOWEST_COLUMNS, title="slowest")
     if report.all_failed:
         raise typer.Exit(1)
+
+
+def _failure_line(row: dict[str, Any]) -> str:
+    """`  6c0fec568acb  contrastive on digits  failed (1 attempt)  torch.OutOfMemoryError: ...`:
+    one line, the error's first in full, which a terminal wraps rather than a table cutting
+    the exception's name."""
+    attempts = row.get("attempts")
+    tries = "" if _missing(attempts) else f" ({attempts} attempt{'s' * (attempts != 1)})"
+    error = str(row.get("error") or "no error recorded").strip().split("\n", 1)[0]
+    return f"  {row['trial_id']}  {row.get('loss')} on {row.get('dataset')}  {row['status']}{tries}  {error}"
+
+
+def _seconds(value: Any) -> str | None:
+    """Seconds at one precision (0.1 s) in every row."""
+    return None if _missing(value) else f"{float(value):.1f}"
 
 
 def _rows(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
@@ -81,7 +99,8 @@ def analyze(
                                      help="Metrics to test (repeatable; default: all epoch metrics)."),
     alpha: float = typer.Option(0.05, help="Significance level, after Holm correction."),
     claims: str | None = typer.Option(None, help="`paper` or a YAML file of claims "
-                                      "(default: the sweep's `claims:`, else paper)."),
+                                      "(default: the sweep's `claims:`, else paper); the file's "
+                                      "format: docs/sweep-file.md#claims."),
     out_dir: str | None = typer.Option(None, "--out", help="Write the analysis tables into this folder "
                                        "(local or s3://) instead of the run folder's analysis/: for a "
                                        "run folder you cannot write to."),
@@ -90,6 +109,9 @@ def analyze(
     """Seed-paired significance tests between losses, and verdicts on named claims.
 
     Writes analysis/{summary,tests,ranks,claims}.parquet in the run folder (or --out).
+    A claims file is a list of {name, a, b, metric, direction: greater|less, stat: final|mean},
+    e.g. `- {a: triplet, b: contrastive, metric: intra_var_mean, direction: greater}`; all of
+    it, with an example: docs/sweep-file.md#claims.
     """
     from mlsweep.analysis import analyze as run_analysis
     from mlsweep.analysis import format_result, result_json
@@ -114,9 +136,13 @@ def report(
     run_dir: str = RUN_ARG,
     out_file: str | None = typer.Option(None, "--out", help="The HTML file (default: RUN_DIR/report.html)."),
     png: str | None = typer.Option(None, "--png", help="Also export each chart as PNG into this folder."),
+    watch: bool = typer.Option(False, "--watch", help="For a sweep running elsewhere: keep a partial "
+                               "report fresh until every planned trial is recorded, then write the "
+                               "full one (Ctrl-C stops watching, exit 0)."),
+    interval: float = typer.Option(30.0, "--interval", help="Seconds between looks with --watch."),
 ) -> None:
     """One self-contained HTML report that works offline; runs `analyze` first when its tables
-    are missing or older than the results."""
+    are missing or older than the results. `mlsweep launch` keeps a partial one fresh itself."""
     from mlsweep.report import build_report
 
     folder = RunFolder(run_dir).require()
@@ -126,6 +152,8 @@ def report(
         require_writable_file(out_file, "--out")
     if png is not None:
         require_writable_dir(png, "--png")
+    if watch:
+        _watch(run_dir, out_file, interval)
     with reading_around_bad_files(folder):
         result = build_report(run_dir, out_file, png)
     ran = " (ran analyze first)" if result.analyzed else ""
@@ -158,6 +186,25 @@ def reading_around_bad_files(folder: RunFolder) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableResultWarning)
         yield
+
+
+def _watch(run_dir: str, out_file: str | None, interval: float) -> None:
+    """Refresh the partial report until the sweep has recorded every planned trial."""
+    from mlsweep.report.live import watch
+    from mlsweep.signals import Interrupted, stop_on_signals
+
+    if not interval > 0:
+        raise UserError(f"--interval {interval:g}: give a number of seconds above 0")
+    shown = out_file or RunFolder(run_dir).report_uri
+    say(f"watching {run_dir}: refreshing {shown} every {interval:g} s while trials are recorded "
+        "(Ctrl-C stops)")
+    try:
+        with stop_on_signals():
+            watch(run_dir, out_file, interval)
+    except Interrupted as stop:
+        say(f"stopped watching ({stop.name}); {shown} shows the trials recorded so far")
+        raise typer.Exit(0) from None
+    say("every planned trial is recorded")
 
 
 def _instead(check: Callable[[], None], instead: str) -> None:

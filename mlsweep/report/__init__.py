@@ -6,9 +6,12 @@ carries cell means per epoch, never trial or step rows, so it stays small and op
 analysis tables come from `<run>/analysis/`; `analyze` runs first when they are missing or older
 than the results, so the page never shows statistics of an earlier state of the run.
 
+A *partial* report (`partial=`: a sweep still running) skips the analysis: it shows the trials
+by status, the learning curves so far and the failures under a banner; `live` keeps one fresh.
+
 Modules: _inputs (analysis tables and staleness, manifest), _sections (what each section shows),
 _charts (the Vega-Lite specs), _page (the HTML page from page.html, page.css, page.js), _png
-(writing the page and PNG export).
+(writing the page and PNG export), live (the report refreshed while a sweep runs).
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlsweep.errors import UserError
-from mlsweep.report._inputs import analysis_tables, sweep_name
-from mlsweep.report._page import page
-from mlsweep.report._png import export_pngs, write
-from mlsweep.report._sections import sections
-from mlsweep.results import join, read_results
 
-__all__ = ["ReportError", "ReportResult", "build_report"]
+__all__ = ["Partial", "ReportError", "ReportResult", "build_report"]
 
 
 class ReportError(UserError):
     """A run folder the report cannot be made of; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A report of a sweep still running: `running` trials now, where known."""
+
+    running: int | None = None
 
 
 @dataclass
@@ -40,21 +45,31 @@ class ReportResult:
     analyzed: bool = False  # `analyze` ran first: its tables were missing or older than the results
 
 
-def build_report(run_dir: str, out: str | None = None, png_dir: str | None = None) -> ReportResult:
+def build_report(run_dir: str, out: str | None = None, png_dir: str | None = None,
+                 partial: Partial | None = None) -> ReportResult:
     """Write the run's report to `out` (default `<run_dir>/report.html`), atomically; with
-    `png_dir`, also each chart as a PNG there, for papers and slides.
+    `png_dir`, also each chart as a PNG there, for papers and slides. With `partial`, the page
+    of a sweep still running (no analysis; see the module's doc).
 
     When `analyze` fails (no completed trial, ...), the page is still written, with the
     overview and the failed trials that explain why, and ReportError says analyze failed and
     why: there is no chart to draw.
     """
+    # Here, not at the top: the driver imports this package for its live report, and Altair,
+    # vl-convert and SciPy would cost a launch seconds before its first trial.
+    from mlsweep.report._inputs import analysis_tables, sweep_name
+    from mlsweep.report._page import page
+    from mlsweep.report._png import export_pngs, write
+    from mlsweep.report._sections import banner, sections
+    from mlsweep.results import join, read_results
+
     trials = read_results(run_dir, "trials")
     if trials.empty:
         raise ReportError(f"no trials recorded in {run_dir}: nothing to report yet "
                           "(give <storage>/<sweep name> of a launched sweep)")
-    tables, analyzed, problem = analysis_tables(run_dir)
-    parts = sections(run_dir, trials, tables, problem)
-    html = page(sweep_name(run_dir, trials), parts, analyzed).encode()
+    tables, analyzed, problem = ({}, False, "") if partial else analysis_tables(run_dir)
+    parts = sections(run_dir, trials, tables, problem, partial)
+    html = page(sweep_name(run_dir, trials), parts, analyzed, banner(trials, run_dir, partial)).encode()
     out = out or join(run_dir, "report.html")
     write(out, html)
     if problem:

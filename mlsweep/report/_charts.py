@@ -96,16 +96,20 @@ def ci_chart(frame: pd.DataFrame, title: str, metrics: Sequence[str], losses: Se
                                         "bars: 95% bootstrap CI")))
 
 
+SIGNED_P_LIMIT = 6.0  # colour saturates at p = 1e-6
+
+
 def pvalue_chart(frame: pd.DataFrame, metrics: Sequence[str], blocks: Sequence[str]) -> alt.FacetChart:
     """Holm-corrected p-values of the seed-paired t-test: a heat map per loss pair, metrics down,
-    data set and setting across; darker is more significant."""
-    base = alt.Chart(frame).transform_calculate(p_shown="max(datum.p_holm, 1e-12)").encode(
+    data set and setting across. The number is p; the colour (`wins`: −log10 p, signed) says
+    which loss of the pair is better and how surely, on a diverging scale."""
+    base = alt.Chart(frame).encode(
         x=alt.X("block:N", title=None, sort=list(blocks), axis=alt.Axis(labelAngle=-30)),
         y=alt.Y("metric:N", title=None, sort=list(metrics)))
     rect = base.mark_rect().encode(
-        color=alt.Color("p_shown:Q", title="Holm p",
-                        scale=alt.Scale(type="log", domain=[1e-6, 1], scheme="blues", reverse=True,
-                                        clamp=True)),
+        color=alt.Color("wins:Q", title=["first loss better ↑", "−log10 Holm p, signed", "second ↓"],
+                        scale=alt.Scale(domain=[-SIGNED_P_LIMIT, SIGNED_P_LIMIT], scheme="redblue",
+                                        clamp=True, domainMid=0)),
         tooltip=_tooltip([("pair", "N"), ("block", "N"), ("metric", "N"), ("p_holm", "Q"),
                           ("holm_family", "N"),
                           ("t_p", "Q"), ("w_p", "Q"), ("mean_diff", "Q"), ("ci_low", "Q"),
@@ -113,12 +117,14 @@ def pvalue_chart(frame: pd.DataFrame, metrics: Sequence[str], blocks: Sequence[s
                           ("note", "N")]))
     text = base.mark_text(fontSize=10).encode(
         text="p_label:N",
-        color=alt.condition(alt.datum.p_shown < 1e-3, alt.value("white"), alt.value("#222")))
+        color=alt.condition(f"abs(datum.wins) > {SIGNED_P_LIMIT / 2}", alt.value("white"),
+                            alt.value("#222")))
     return (alt.layer(rect, text).properties(width=max(160, 40 * len(blocks)), height=alt.Step(22))
             .facet(row=alt.Row("pair:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
-            .properties(title=alt.Title("Holm-corrected p-values per loss pair",
-                                        subtitle="paired t-test at the final epoch, Holm within "
-                                        "each block x metric (hover: the family)")))
+            .properties(title=alt.Title("Which loss wins: Holm-corrected p per loss pair",
+                                        subtitle="paired t-test at the final epoch, Holm within each "
+                                        "block x metric (hover: the family); blue: the pair's first "
+                                        "loss better, red: the second")))
 
 
 def cd_chart(frame: pd.DataFrame, labels: Sequence[str], losses: Sequence[str],

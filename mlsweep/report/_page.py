@@ -6,13 +6,16 @@ page.js) beside this module.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
+from pathlib import Path
 from string import Template
 from typing import Any
 
@@ -42,8 +45,20 @@ def _asset(name: str) -> str:
 
 @functools.cache
 def _vega_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed as one script (vl-convert ships them: no network)."""
-    return vlc.javascript_bundle(vl_version=VL_VERSION).replace("</script", "<\\/script")
+    """Vega, Vega-Lite and vega-embed as one script (vl-convert ships them: no network). Making
+    it takes vl-convert seconds of CPU, so it is kept in the user's cache folder, per version:
+    a live report rebuilt during a sweep would take those from the trials."""
+    cache = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlsweep"
+             / f"vega-bundle-{vlc.__version__}-{VL_VERSION}.js")
+    if cache.is_file():
+        return cache.read_text(encoding="utf-8")
+    bundle = vlc.javascript_bundle(vl_version=VL_VERSION).replace("</script", "<\\/script")
+    with contextlib.suppress(OSError):  # an unwritable cache folder only costs the seconds again
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(bundle, encoding="utf-8")
+        partial.replace(cache)
+    return bundle
 
 
 def spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
@@ -75,7 +90,7 @@ def _packed(chart_spec: dict[str, Any]) -> dict[str, Any]:
     return {**chart_spec, "datasets": datasets}
 
 
-def page(name: str, sections: list[Section], analyzed: bool) -> str:
+def page(name: str, sections: list[Section], analyzed: bool, banner: str = "") -> str:
     """The whole HTML document: scripts inlined once, specs in one JSON block, charts as divs."""
     specs: dict[str, dict[str, Any]] = {}
     parts = []
@@ -92,7 +107,8 @@ def page(name: str, sections: list[Section], analyzed: bool) -> str:
     data = json.dumps(specs, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     return Template(_asset("page.html")).substitute(
         title=html.escape(name), css=_asset("page.css"), vega=_vega_bundle(), embed=_asset("page.js"),
-        when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        source="analysis run now" if analyzed else "analysis tables up to date",
+        when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        source=("partial: no analysis yet" if banner else
+                "analysis run now" if analyzed else "analysis tables up to date"), banner=banner,
         nav="".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections),
         sections="".join(parts), specs=data)

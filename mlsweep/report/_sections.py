@@ -13,12 +13,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlsweep.analysis import VERDICTS, Design, better, claim_tally, comparable
+from mlsweep.analysis import VERDICTS, AnalysisError, Design, better, claim_tally, comparable
 from mlsweep.analysis._design import show
+from mlsweep.analysis._read import completed_config, excluded
 from mlsweep.catalog import STATUSES
+from mlsweep.report import Partial
 from mlsweep.report import _charts as charts
 from mlsweep.report._page import Section, spec
 from mlsweep.results import read_results
@@ -32,6 +35,13 @@ PVALUE_METRICS = tuple(m for m in (*RETRIEVAL_METRICS, *VARIANCE_METRICS, *CURVE
                        if comparable(m))
 CD_METRICS = tuple(m for m in PVALUE_METRICS if better(m) is not None)
 MAX_FAILED_ROWS = 200
+# The paper's table: per data set, each loss's final mean with its 95% CI.
+HEADLINE_METRICS = ("map_at_r", "recall_at_1", "knn_acc", "intra_var_mean", "centroid_dist_mean")
+TRAINING = (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch size"), ("model", "model"),
+            ("miner", "miner"))
+NORMALISED = "train_loss"  # losses differ in scale: each curve is shown relative to its epoch 1
+STATISTICS = (("variance", "Embedding variance"), ("retrieval", "Retrieval"), ("pvalues", "Significance"),
+              ("ranks", "Critical difference"), ("claims", "Claims"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +63,18 @@ class _View:
     @property
     def settings(self) -> list[str]:
         return list(self.options["setting"])
+
+    @classmethod
+    def of_completed(cls, run_dir: str, trials: pd.DataFrame) -> _View | None:
+        """The design of the trials completed so far (a partial report has no analysis), or
+        None before the first."""
+        epochs = read_results(run_dir, "epochs")
+        try:
+            config = completed_config(trials, epochs, run_dir, excluded(trials, epochs))
+        except AnalysisError:
+            return None
+        design = Design.of_config(config)
+        return cls.of(config[design.cells].drop_duplicates())
 
     @classmethod
     def of(cls, summary: pd.DataFrame) -> _View:
@@ -99,22 +121,29 @@ class _View:
 
 
 def sections(run_dir: str, trials: pd.DataFrame, tables: dict[str, pd.DataFrame],
-             problem: str) -> list[Section]:
-    """Every section in page order; without analysis tables the charts say why they are empty."""
+             problem: str, partial: Partial | None = None) -> list[Section]:
+    """Every section in page order; without analysis tables the charts say why they are empty.
+    A partial report has the overview, the curves so far and the failures, no statistics."""
+    if partial is not None:
+        view = _View.of_completed(run_dir, trials)
+        later = [Section(anchor, title, "Shown when the sweep ends: this report is partial.")
+                 for anchor, title in STATISTICS]
+        curves = (_curves(run_dir, trials, view) if view is not None
+                  else Section("curves", "Learning curves", "No trial has completed yet."))
+        return [_overview(run_dir, trials, None, view, partial), curves, *later, _failures(trials, view)]
     view = _View.of(tables["summary"]) if tables and not tables["summary"].empty else None
     overview = _overview(run_dir, trials, tables.get("claims"), view)
     failures = _failures(trials, view)
     if view is None:
         reason = (f"Nothing to show: analyze failed: {problem}." if problem
                   else "Nothing to show: the analysis has no rows.")
-        empty = [Section(anchor, title, reason) for anchor, title in (
-            ("curves", "Learning curves"), ("variance", "Embedding variance"),
-            ("retrieval", "Retrieval"), ("pvalues", "Significance"),
-            ("ranks", "Critical difference"), ("claims", "Claims"))]
+        empty = [Section(anchor, title, reason)
+                 for anchor, title in (("curves", "Learning curves"), *STATISTICS)]
         return [overview, *empty, failures]
     summary = tables["summary"]
     return [
         overview,
+        _headline(summary, view),
         _curves(run_dir, trials, view),
         _ci_section("variance", "Embedding variance", summary, VARIANCE_METRICS, view,
                     "Spread within classes and between centroids of the test embeddings."),
@@ -128,14 +157,17 @@ def sections(run_dir: str, trials: pd.DataFrame, tables: dict[str, pd.DataFrame]
 
 
 def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
-              view: _View | None) -> Section:
+              view: _View | None, partial: Partial | None = None) -> Section:
     """Trials by status, wall time, devices, the design and the claims' verdicts at a glance."""
     plan = RunFolder(run_dir).manifest()
     counts = trials["status"].value_counts()
     status = [f"{counts.get(s, 0)} {s}" for s in STATUSES]
+    running = partial.running if partial is not None else None
+    if running is not None:
+        status.append(f"{running} running")
     if plan.get("trials"):
-        pending = len(set(plan["trials"]) - set(trials["trial_id"]))
-        status = [f"{len(plan['trials'])} planned", *status, f"{pending} pending"]
+        pending = len(set(plan["trials"]) - set(trials["trial_id"])) - (running or 0)
+        status = [f"{len(plan['trials'])} planned", *status, f"{max(0, pending)} pending"]
     span = (trials["finished_at"].max() - trials["started_at"].min()).total_seconds()
     devices = ", ".join(f"{device} × {n}" for device, n in trials["device"].value_counts().items())
     cards = {  # title -> HTML
@@ -152,6 +184,10 @@ def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
                           for f in view.factors)
         cards["Design"] = (f"losses {swatches}<br>" + html.escape(
             f"data sets {datasets}{factors} · {trials['seed'].nunique()} seeds"))
+    training = [f"{label} {', '.join(show(v) for v in _values(trials[column]))}"
+                for column, label in TRAINING if column in trials]
+    if training:
+        cards["Training"] = html.escape(" · ".join(training))
     if claims is not None and not claims.empty:
         tally = claim_tally(claims).groupby("verdict")["units"].sum()
         cards["Claims"] = " · ".join(f'<span class="verdict {v}">{tally.get(v, 0)} {v}</span>'
@@ -163,12 +199,78 @@ def _overview(run_dir: str, trials: pd.DataFrame, claims: pd.DataFrame | None,
     return Section("overview", "Overview", f"Run folder {run_dir}.", body=f'<div class="cards">{body}</div>')
 
 
+def _values(column: pd.Series) -> list:
+    """A column's distinct values, sorted, `none` for a missing one (a trial without a miner)."""
+    present = sorted(column.dropna().unique().tolist())
+    return present + (["none"] if column.isna().any() else [])
+
+
+def _headline(summary: pd.DataFrame, view: _View) -> Section:
+    """Per data set, a table of each loss's (and setting's) final mean [95% CI] of the headline
+    metrics; the best mean of a column by the metric's better side is bold."""
+    section = Section("table", "Results table",
+                      "Final epoch, mean over seeds [95% bootstrap CI], from the analysis' summary; "
+                      "bold: the best mean of the column (by the metric's better side) within the "
+                      "data set.")
+    rows = summary[(summary["stat"] == "final") & summary["metric"].isin(HEADLINE_METRICS)]
+    if rows.empty:
+        section.note = f"The analysis has none of {', '.join(HEADLINE_METRICS)}."
+        return section
+    metrics = [m for m in HEADLINE_METRICS if m in set(rows["metric"])]
+    rows = rows.assign(setting=view.label(rows))
+    parts = []
+    for dataset, block in rows.groupby("dataset", sort=True):
+        best = {m: _best(block[block["metric"] == m]["mean"], m) for m in metrics}
+        body = []
+        for (setting, loss), cells in block.groupby(["setting", "loss"], sort=False):
+            by_metric = cells.set_index("metric")
+            row = [html.escape(str(loss))] + ([html.escape(str(setting))] if view.factors else [])
+            for m in metrics:
+                if m not in by_metric.index:
+                    row.append("")
+                    continue
+                cell = by_metric.loc[m]
+                text = html.escape(f"{cell['mean']:.4g} [{cell['ci_low']:.4g}, {cell['ci_high']:.4g}]")
+                row.append(f"<b>{text}</b>" if cell["mean"] == best[m] else text)
+            body.append(row)
+        order = {loss: i for i, loss in enumerate(view.losses)}
+        body.sort(key=lambda r: (r[1] if view.factors else "", order.get(html.unescape(r[0]), 0)))
+        header = ["loss", *(["setting"] if view.factors else []), *metrics]
+        parts.append(f"<h3>{html.escape(str(dataset))}</h3>" + _table(header, body, "headline"))
+    section.body = "".join(parts)
+    return section
+
+
+def _best(means: pd.Series, metric: str) -> float | None:
+    """The best of a column's means, or None for a metric with no better side."""
+    side = better(metric)
+    if side is None or means.empty:
+        return None
+    return float(means.max() if side == "higher" else means.min())
+
+
+def _normalised(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """NORMALISED's mean and band divided by the same curve's epoch-1 mean: contrastive's loss
+    and triplet's differ in scale, so on one axis one would look flat."""
+    curve = [k for k in keys if k != "epoch"]
+    rows = table["metric"] == NORMALISED
+    first = (table[rows].sort_values("epoch").groupby(curve, dropna=False)["mean"].first()
+             .rename("first").reset_index())
+    scaled = table[rows].merge(first, how="left", on=curve).set_axis(table.index[rows])
+    out = table.copy()
+    for column in ("mean", "low", "high"):
+        out.loc[rows, column] = scaled[column] / scaled["first"].where(scaled["first"] != 0)
+    out.loc[rows, "metric"] = f"{NORMALISED} ÷ epoch 1"
+    return out
+
+
 def _curves(run_dir: str, trials: pd.DataFrame, view: _View) -> Section:
     """One chart per data set: the per-epoch curves of the optimisation diagnostics."""
     section = Section("curves", "Learning curves",
                       "How each loss optimises: per epoch, mean over seeds and its 95% t-interval. "
-                      "Active ratio is the share of loss terms still non-zero. A loss that sets "
-                      "no margin shows its one curve under every margin.")
+                      "Losses differ in scale, so train_loss is shown divided by the same curve's "
+                      "epoch-1 mean. Active ratio is the share of loss terms still non-zero. A loss "
+                      "that sets no margin shows its one curve under every margin.")
     epochs = read_results(run_dir, "epochs")
     metrics = [m for m in CURVE_METRICS if m in epochs]
     if not metrics:
@@ -183,6 +285,8 @@ def _curves(run_dir: str, trials: pd.DataFrame, view: _View) -> Section:
     half = stats.t.ppf(0.975, table["n"] - 1) * table["sem"]  # NaN for a single seed: no band
     table = table.assign(low=table["mean"] - half, high=table["mean"] + half,
                          setting=view.label(table), shown_in=view.shown_in(table))
+    table = _normalised(table, keys)
+    metrics = [f"{m} ÷ epoch 1" if m == NORMALISED else m for m in metrics]
     columns = ["setting", "shown_in", "loss", "epoch", "metric", "n", "mean", "low", "high"]
     for dataset, rows in table.groupby("dataset", sort=True):
         chart = charts.curves_chart(rows[columns], str(dataset), metrics, view.losses, view.settings)
@@ -208,18 +312,23 @@ def _pvalues(tests: pd.DataFrame, view: _View) -> Section:
     """Heat map of Holm-corrected p-values, per loss pair, metric and block."""
     section = Section("pvalues", "Significance",
                       "Each loss pair compared on the seeds both ran, within each data set and "
-                      "setting; comparable metrics only. Colour and number: the paired t-test's "
-                      "p, Holm within block x metric (the tooltip names the family); Wilcoxon's "
-                      "p is a check, verdicts rest on the t-test.")
+                      "setting; comparable metrics only. Number: the paired t-test's p, Holm within "
+                      "block x metric (the tooltip names the family). Colour: which loss wins and "
+                      "how surely, −log10 p signed: blue when the pair's first loss is better "
+                      "(higher where the metric has no better side), red when the second is; "
+                      "pale when not significant. Wilcoxon's p is a check, verdicts rest on the "
+                      "t-test.")
     rows = tests[(tests["stat"] == "final") & tests["metric"].isin(PVALUE_METRICS)
                  & tests["p_holm"].notna()]
     if rows.empty:
         section.note = ("No paired tests: " + ("the run has one loss." if len(view.losses) < 2
                         else "no two losses ran the same seeds in any data set and setting."))
         return section
+    side = rows["metric"].map(lambda m: -1.0 if better(m) == "lower" else 1.0)
+    wins = (-np.log10(rows["p_holm"].clip(lower=1e-12)) * np.sign(rows["mean_diff"]) * side).fillna(0.0)
     frame = rows.assign(block=view.block(rows), pair=rows["loss_a"] + " vs " + rows["loss_b"],
-                        p_label=rows["p_holm"].map(p_label))
-    columns = ["pair", "block", "metric", "p_holm", "holm_family", "p_label", "t_p", "w_p",
+                        p_label=rows["p_holm"].map(p_label), wins=wins)
+    columns = ["pair", "block", "metric", "p_holm", "wins", "holm_family", "p_label", "t_p", "w_p",
                "mean_diff", "ci_low", "ci_high", "d_z", "n_pairs", "better", "note"]
     metrics = [m for m in PVALUE_METRICS if m in set(frame["metric"])]
     blocks = list(dict.fromkeys(frame.sort_values(["dataset", *view.factors])["block"]))
@@ -303,6 +412,18 @@ def _failures(trials: pd.DataFrame, view: _View | None) -> Section:
     if len(bad) > MAX_FAILED_ROWS:
         section.body += f"<p>… and {len(bad) - MAX_FAILED_ROWS} more (mlsweep status lists them all).</p>"
     return section
+
+
+def banner(trials: pd.DataFrame, run_dir: str, partial: Partial | None) -> str:
+    """The partial report's banner (HTML), or '' for the full report."""
+    if partial is None:
+        return ""
+    planned = len(set(RunFolder(run_dir).manifest().get("trials", {})) | set(trials["trial_id"]))
+    running = "" if partial.running is None else f", {partial.running} running"
+    return ('<div class="partial" id="partial"><strong>Partial report</strong>: '
+            f"{len(trials)} of {planned} trials recorded{running}; the sweep has not finished. "
+            "This page is rewritten as trials finish: reload it. Statistics appear when the sweep "
+            "ends.</div>")
 
 
 def p_label(p: float) -> str:
