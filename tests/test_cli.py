@@ -120,7 +120,7 @@ def test_status_exits_1_when_every_trial_failed_and_prints_json(tmp_path: Path) 
     result = invoke("status", str(run_dir), "--format", "json")
     assert result.exit_code == 1, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"run_dir", "planned", "counts", "all_failed", "failed", "slowest"}
+    assert set(payload) == {"run_dir", "planned", "counts", "all_failed", "failed", "slowest", "unreadable"}
     assert payload["planned"] == 4 and payload["all_failed"] is True
     assert payload["counts"] == {"completed": 0, "failed": 4, "diverged": 0, "pending": 0}
     assert sorted(row["trial_id"] for row in payload["failed"]) == sorted(ids)
