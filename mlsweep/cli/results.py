@@ -37,8 +37,9 @@ def status(run_dir: str = RUN_ARG, format: Format = "table") -> None:
     Exits 1 when trials were recorded and every one of them failed or diverged. `--format json`
     prints one object: `run_dir` (str), `planned` (int: trial ids ever planned or recorded),
     `counts` ({status: int} for completed, failed, diverged and pending), `all_failed` (bool),
-    `failed` (list of {trial_id, loss, dataset, status, attempts, error}) and `slowest` (the
-    five longest: list of {trial_id, loss, dataset, wall_s, epochs_run, device}).
+    `failed` (list of {trial_id, loss, dataset, status, attempts, error}), `slowest` (the
+    five longest: list of {trial_id, loss, dataset, wall_s, epochs_run, device}) and
+    `unreadable` (paths of run files that cannot be read and were left out).
     """
     from mlsweep.status import run_status
 
