@@ -26,7 +26,7 @@ runner = CliRunner()
 # A valid value of every numeric setting, to be written in each way people write numbers.
 VALID = {"margin": 0.5, "seed": 3, "split_seed": 2, "test_size": 0.25, "epochs": 20, "batch_size": 64,
          "lr": 0.001, "weight_decay": 0.0001, "m_per_class": 4, "embedding_dim": 32, "eval_every": 5,
-         "train_subset": 500, "fail_at_epoch": 0}
+         "train_subset": 500, "fail_at_epoch": 0, "checkpoint_every": 2, "checkpoint_minutes": 0.5}
 
 
 def spellings(value: float | int) -> list[Any]:
