@@ -206,15 +206,18 @@ class EpochBatcher:
 
 
 def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
-               overrides: dict[str, Any]) -> None:
-    """Runs in a Ray worker: train, and report the epochs (records, steps) to the driver."""
+               overrides: dict[str, Any], checkpoints: str | None = None) -> None:
+    """Runs in a Ray worker: train, and report the epochs (records, steps) to the driver.
+    Checkpoints go to `checkpoints` (`<run>/checkpoints`), where a retry or a relaunch finds
+    them; a resumed trial reports every epoch of its checkpoint again, so each attempt's
+    reports hold all its epochs, and `resumed_from_epoch` in its meta."""
     import socket
 
     import ray
     import torch
     from ray import tune
 
-    from mlsweep.trainer.loop import pick_device, run_trial
+    from mlsweep.trainer.loop import pick_device, run_trials
 
     config = trial_config(params, configs, overrides)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
@@ -222,7 +225,9 @@ def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
     meta = {"device": str(pick_device(config["torch_device"])), "node": socket.gethostname()}
     batcher = EpochBatcher(tune.report, meta, config["epochs"])
     try:
-        run_trial(config, on_epoch=batcher)
+        run_trials([config], on_epoch=lambda _, record, steps: batcher(record, steps),
+                   checkpoints=checkpoints,
+                   on_resume=lambda _, epoch: meta.update(resumed_from_epoch=epoch))
     finally:
         batcher.flush()
 
@@ -468,7 +473,8 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
     sink = BackgroundWriter(storage_timeout, folder.uri)
     writer = make_writer(folder.uri, sweep.name, configs, overrides, progress, stopping, sink)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, configs=configs, overrides=overrides),
+        tune.with_parameters(_trainable, configs=configs, overrides=overrides,
+                             checkpoints=folder.uri_of("checkpoints")),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     mode = "max" if sweep.metric.goal == "maximize" else "min"
     tune_config = tune.TuneConfig(

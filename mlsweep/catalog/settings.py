@@ -170,8 +170,15 @@ SETTINGS: dict[str, Setting] = {
                 sets_numbers=False),
         Setting("download", StrictBool, False, "try to download a missing data set", "bool",
                 sets_numbers=False),
+        Setting("checkpoint_every", NonNegInt, 0,
+                "save a checkpoint every N epochs (0: only by time) into the run folder, "
+                "where a retry or relaunch resumes", "int64", sets_numbers=False, since="0.2"),
+        Setting("checkpoint_minutes", Annotated[Float, Field(ge=0)], 5.0,
+                "also save a checkpoint after this many minutes of training since the last "
+                "(0: only by epochs)", "float64", sets_numbers=False, since="0.2"),
         Setting("fail_at_epoch", NonNegInt, 0,
-                "testing aid: raise at this epoch (0: never), to exercise retries", "int64"),
+                "testing aid: raise at this epoch (0: never), to exercise retries; a run "
+                "resumed from a checkpoint does not", "int64"),
     ]
 }
 

@@ -5,7 +5,9 @@ a Ray Tune worker, alone or packed with others (`run_trials`, issue 16): a pack 
 differ only in per-member scalars trains as one stacked model, and a trial alone is a pack of
 one. Same config, same numbers, in any pack: all randomness flows from the member's `seed`
 (init, batch order, augmentation, mining) through its own generator, and the split from
-`split_seed`.
+`split_seed`. With a checkpoint folder (`checkpoints`), a pack saves its state every
+`checkpoint_every` epochs and `checkpoint_minutes` (mlsweep.trainer.checkpoint) and a later run
+of the same pack resumes from the latest: the same epochs and numbers as without the break.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mlsweep.catalog import pack_key, uses_feature_cache, validate_config
+from mlsweep.catalog import pack_key, trial_id, uses_feature_cache, validate_config
 from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext, build_reporters
 from mlsweep.diagnostics.summary import summarize
+from mlsweep.trainer.checkpoint import Checkpoints, global_rng_state, set_global_rng_state
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.features import frozen_features
 from mlsweep.trainer.losses import build_loss
@@ -39,10 +42,12 @@ from mlsweep.trainer.sampling import epoch_batches, prepare_batch
 EVAL_BATCH = 1024
 EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
 PackCallback = Callable[[int, dict[str, Any], list[dict[str, Any]]], None]
+ResumeCallback = Callable[[int, int], None]  # (index of the config, epoch resumed after)
 
 
 class InjectedFailure(RuntimeError):
-    """Raised on purpose by `fail_at_epoch`, to exercise retries and failure records."""
+    """Raised on purpose by `fail_at_epoch`, to exercise retries and failure records; not by
+    a run resumed from a checkpoint, so that a retry can resume past the failure."""
 
 
 @dataclass
@@ -139,6 +144,25 @@ class _Trainer:
         self.alive = torch.ones(self.members, dtype=torch.bool, device=self.device)
         self.frozen: list[torch.Tensor] = []  # parameters at the epoch their member left
         self.step = 0
+        self.resumed_from: int | None = None  # the epoch of the checkpoint this run resumed from
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the pack's next epochs depend on (the data and split are rebuilt the same)."""
+        return {"model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "step": self.step,
+                "generators": [g.get_state() for g in self.generators], "rng": global_rng_state(),
+                "alive": self.alive.cpu(), "frozen": [t.cpu() for t in self.frozen]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved)
+        set_global_rng_state(state["rng"])
+        self.alive = state["alive"].to(self.device)
+        self.frozen = [t.to(self.device) for t in state["frozen"]]
 
     def _epoch_batches(self) -> list[torch.Tensor]:
         """[P, batch] index tensors: each member's own batch order, batch by batch."""
@@ -171,7 +195,7 @@ class _Trainer:
 
     def train_epoch(self, epoch: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """One pass over the train split; per member, its epoch record and its step rows."""
-        if self.config["fail_at_epoch"] == epoch:
+        if self.config["fail_at_epoch"] == epoch and self.resumed_from is None:
             raise InjectedFailure(f"fail_at_epoch={epoch}: failing on purpose")
         self.model.train()
         start = time.perf_counter()
@@ -241,12 +265,18 @@ def _nanmean(values: list[float]) -> float:
 
 
 def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | None = None,
+               checkpoints: str | None = None, on_resume: ResumeCallback | None = None,
                ) -> list[TrialResult]:
     """Train several trials, those that can share a pack (catalog.pack_key) as one stacked
     model; one TrialResult per config, in order, each equal to what the config gives alone.
     `on_epoch(index, record, step_rows)` sees each member's epochs as they end. A member whose
     loss turns non-finite ends as `diverged` and leaves its pack; other errors propagate (and
-    fail the whole pack)."""
+    fail the whole pack).
+
+    `checkpoints`: a folder or URI (`<run>/checkpoints`) where each pack keeps its checkpoints
+    while it trains (deleted when it ends). A pack that finds one there resumes after its
+    epoch: `on_resume(index, epoch)` hears it first, then `on_epoch` sees every epoch recorded
+    up to the checkpoint again, in order, so a callback that starts afresh misses none."""
     cfgs = [validate_config(c, lambda key, i=i: f"run_trials[{i}]: {key}") for i, c in enumerate(configs)]
     groups: dict[Any, list[int]] = {}
     for i, cfg in enumerate(cfgs):
@@ -255,12 +285,19 @@ def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | No
     for indices in groups.values():
         pack_on_epoch = None if on_epoch is None else (
             lambda member, record, steps, indices=indices: on_epoch(indices[member], record, steps))
-        for i, result in zip(indices, _run_pack([cfgs[i] for i in indices], pack_on_epoch), strict=True):
+        pack_on_resume = None if on_resume is None else (
+            lambda member, epoch, indices=indices: on_resume(indices[member], epoch))
+        pack = [cfgs[i] for i in indices]
+        store = None if checkpoints is None else Checkpoints(
+            checkpoints, [trial_id(c) for c in pack], pack[0]["checkpoint_every"],
+            pack[0]["checkpoint_minutes"])
+        for i, result in zip(indices, _run_pack(pack, pack_on_epoch, store, pack_on_resume), strict=True):
             results[i] = result
     return [results[i] for i in range(len(cfgs))]
 
 
-def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None) -> list[TrialResult]:
+def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None, store: Checkpoints | None,
+              on_resume: ResumeCallback | None) -> list[TrialResult]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     trainer = _Trainer(cfgs)
@@ -268,7 +305,13 @@ def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None) -> list
     records: list[list[dict[str, Any]]] = [[] for _ in cfgs]
     all_steps: list[list[dict[str, Any]]] = [[] for _ in cfgs]
     active = list(range(len(cfgs)))
-    for epoch in range(1, cfg["epochs"] + 1):
+    saved = None if store is None else store.latest()
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        trainer.resumed_from = saved["epoch"]
+        records, all_steps, active = saved["records"], saved["steps"], saved["active"]
+        _replay(records, all_steps, saved["epoch"], on_epoch, on_resume)
+    for epoch in range((trainer.resumed_from or 0) + 1, cfg["epochs"] + 1):
         rows = trainer.train_epoch(epoch)
         diverged = [m for m in active if not math.isfinite(rows[m][0]["train_loss"])]
         going_on = [m for m in active if m not in diverged]
@@ -286,11 +329,32 @@ def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None) -> list
         active = going_on
         if not active:
             break
+        if store is not None and epoch < cfg["epochs"] and store.due(epoch):
+            store.save(epoch, {"trainer": trainer.state_dict(), "records": records, "steps": all_steps,
+                               "active": active})
+    if store is not None:
+        store.clear()
     meta = {"started_at": started, "finished_at": datetime.now(timezone.utc),
             "wall_s": time.perf_counter() - t0, "device": str(trainer.device),
             "node": socket.gethostname()}
+    if trainer.resumed_from is not None:
+        meta["resumed_from_epoch"] = trainer.resumed_from
     return [TrialResult(pd.DataFrame(r), pd.DataFrame(s), summarize(r, meta))
             for r, s in zip(records, all_steps, strict=True)]
+
+
+def _replay(records: list[list[dict[str, Any]]], steps: list[list[dict[str, Any]]], epoch: int,
+            on_epoch: PackCallback | None, on_resume: ResumeCallback | None) -> None:
+    """Hand a resumed pack's recorded epochs to the callbacks again, as they first ended."""
+    for member in range(len(records)):
+        if on_resume is not None:
+            on_resume(member, epoch)
+        if on_epoch is not None:
+            by_epoch: dict[int, list[dict[str, Any]]] = {}
+            for row in steps[member]:
+                by_epoch.setdefault(row["epoch"], []).append(row)
+            for record in records[member]:
+                on_epoch(member, record, by_epoch.get(record["epoch"], []))
 
 
 def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) -> TrialResult:
