@@ -24,7 +24,7 @@ from typing import Any
 
 from mlsweep import raywatch, results
 from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
-from mlsweep.diagnostics.summary import summarize
+from mlsweep.diagnostics.summary import TrialClock, summarize
 from mlsweep.errors import UserError
 from mlsweep.progress import SweepProgress
 from mlsweep.runfolder import MANIFEST, SWEEP_FILE, RunFolder, require_writable_dir
@@ -264,8 +264,7 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
         def _state(self, trial: Any) -> dict[str, Any]:
             return self.state.setdefault(trial.trial_id, {
                 "config": trial_config(trial.config, configs, overrides), "records": [],
-                "steps": [], "attempts": 0, "meta": {},
-                "started_at": datetime.now(timezone.utc), "t0": time.perf_counter()})
+                "steps": [], "attempts": 0, "meta": {}, "clock": TrialClock()})
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             """Also called for each retry, which trains from scratch."""
@@ -288,9 +287,7 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             del self.state[trial.trial_id]
             if stopping:
                 return
-            meta = {"started_at": state["started_at"], "finished_at": datetime.now(timezone.utc),
-                    "wall_s": time.perf_counter() - state["t0"], "device": None, "node": None,
-                    **state["meta"]}
+            meta = state["clock"].meta(None, None) | state["meta"]  # the worker's device and node
             summary = {**summarize(state["records"], meta, error), "attempts": state["attempts"]}
             config = state["config"]
 

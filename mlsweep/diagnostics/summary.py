@@ -7,11 +7,28 @@ importing torch (seconds of start-up on a small machine).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class TrialClock:
+    """When a trial (or its first attempt) began, for the `started_at`, `finished_at` and
+    `wall_s` of its row: the trainer times a pack, the driver every attempt of a Tune trial."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    t0: float = field(default_factory=time.perf_counter)
+
+    def meta(self, device: str | None, node: str | None, **more: Any) -> dict[str, Any]:
+        """The row's when-and-where values, as of now."""
+        return {"started_at": self.started_at, "finished_at": datetime.now(timezone.utc),
+                "wall_s": time.perf_counter() - self.t0, "device": device, "node": node, **more}
 
 
 def summarize(records: list[dict[str, Any]], meta: Mapping[str, Any], error: str | None = None,

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from torch import nn
 
 from mlsweep.catalog import pack_key, trial_id, uses_feature_cache, validate_config
 from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext, build_reporters
-from mlsweep.diagnostics.summary import summarize
+from mlsweep.diagnostics.summary import TrialClock, summarize
 from mlsweep.trainer.checkpoint import Checkpoints, global_rng_state, set_global_rng_state
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.features import frozen_features
@@ -298,8 +297,7 @@ def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | No
 
 def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None, store: Checkpoints | None,
               on_resume: ResumeCallback | None) -> list[TrialResult]:
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
+    clock = TrialClock()
     trainer = _Trainer(cfgs)
     cfg = trainer.config
     records: list[list[dict[str, Any]]] = [[] for _ in cfgs]
@@ -334,11 +332,8 @@ def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None, store: 
                                "active": active})
     if store is not None:
         store.clear()
-    meta = {"started_at": started, "finished_at": datetime.now(timezone.utc),
-            "wall_s": time.perf_counter() - t0, "device": str(trainer.device),
-            "node": socket.gethostname()}
-    if trainer.resumed_from is not None:
-        meta["resumed_from_epoch"] = trainer.resumed_from
+    resumed = {} if trainer.resumed_from is None else {"resumed_from_epoch": trainer.resumed_from}
+    meta = clock.meta(str(trainer.device), socket.gethostname(), **resumed)
     return [TrialResult(pd.DataFrame(r), pd.DataFrame(s), summarize(r, meta))
             for r, s in zip(records, all_steps, strict=True)]
 
