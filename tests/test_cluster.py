@@ -14,6 +14,7 @@ machine are left alone:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -24,16 +25,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 import yaml
-from conftest import ROOT
+from conftest import ROOT, numbers
 
 from mlsweep import cluster, read_results
 from mlsweep.errors import UserError
@@ -116,6 +119,7 @@ class Head:
     gcs: str  # host:port of the cluster
     env: dict[str, str]  # for commands talking to it: its token, this venv first on PATH
     folder: Path
+    process: subprocess.Popen  # its `ray start --block`
 
     def nodes(self) -> int:
         response = requests.get(f"{self.url}/nodes?view=summary", timeout=5,
@@ -156,7 +160,7 @@ def head() -> Iterator[Head]:
     try:
         url = f"http://127.0.0.1:{dashboard_port}"
         _wait(lambda: _answers(url, token), process, log)
-        yield Head(url, f"127.0.0.1:{gcs_port}", env, folder)
+        yield Head(url, f"127.0.0.1:{gcs_port}", env, folder, process)
     finally:
         _stop_ray(process)
         shutil.rmtree(folder, ignore_errors=True)
@@ -378,3 +382,128 @@ def test_local_storage_on_several_nodes_is_refused(head: Head, tmp_path: Path) -
         assert not (tmp_path / "a" / "smoke" / "results").exists()
     finally:
         _stop_ray(worker)
+
+
+# --------------------------------------------------------------------------- a lost node
+
+
+def _trials_in(tree: dict[int, str], trial_ids: set[str]) -> set[str]:
+    """The trials running in a process tree: Tune runs each trial in its own folder, named by
+    its trial id (the orchestrator's trial_dirname_creator), as the worker's working dir."""
+    found = set()
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            found.add(Path(os.readlink(f"/proc/{pid}/cwd")).name)
+    return found & trial_ids
+
+
+def _mentioning(text: str) -> list[int]:
+    """Processes whose command line holds `text`."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if text.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+    return pids
+
+
+class Watch:
+    """Which trials run on the head's and the worker's process trees, sampled every 0.2 s in a
+    thread; after `lost()`, sightings on the head count apart. Both nodes share the host (and
+    its name, the trials' `node` column), so the process trees tell them apart."""
+
+    def __init__(self, head: subprocess.Popen, worker: subprocess.Popen, trial_ids: set[str]) -> None:
+        self.trees = {"head": head.pid, "worker": worker.pid}
+        self.trial_ids = trial_ids
+        self.seen: dict[str, set[str]] = {"head": set(), "worker": set(), "head after": set()}
+        self.after = False
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def on(self, node: str) -> set[str]:
+        return _trials_in(_tree(self.trees[node]), self.trial_ids)
+
+    def lost(self) -> None:
+        self.after = True
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.2):
+            after = self.after
+            self.seen["head after" if after else "head"] |= self.on("head")
+            if not after:
+                self.seen["worker"] |= self.on("worker")
+
+
+def test_a_lost_worker_node_costs_nothing_recorded_and_its_trial_resumes_on_the_head(
+        head: Head, s3, tmp_path: Path) -> None:
+    """A worker node (1 CPU, its own temp dir) joins the head (2 CPUs); three trials, all
+    running at once, checkpoint every epoch to S3 (a real moto server; a cluster of two nodes
+    refuses a local folder). Once the worker's trial saved a checkpoint, every process of the
+    worker node gets SIGKILL, as a lost spot instance ends. The three trials have the same
+    numbers (they differ only in fail_at_epoch, past their last epoch), so the interrupted
+    one is compared with the two that ran straight through."""
+    from mlsweep.spec import expand, validate
+
+    port, client = s3
+    client.create_bucket(Bucket="nodes")
+    data = yaml.safe_load((ROOT / SMOKE).read_text())
+    data["name"] = "lost"
+    data["parameters"].update(loss={"value": "contrastive"}, seed={"value": 0}, epochs={"value": 20},
+                              checkpoint_every={"value": 1}, fail_at_epoch={"values": [0, 98, 99]})
+    data.update(max_concurrent_trials=3, max_failures=1)
+    sweep_file = tmp_path / "lost.yaml"
+    sweep_file.write_text(yaml.safe_dump(data))
+    trial_ids = {t.trial_id for t in expand(validate(data))}
+    storage = f"s3://nodes/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
+    folder = Path(tempfile.mkdtemp(prefix="mlsw-", dir="/tmp"))
+    log = folder / "worker.log"
+    worker = _ray_start(["--address", head.gcs, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                         "--temp-dir", str(folder)], head.env, log)
+    launched: subprocess.Popen | None = None
+    watch = None
+    try:
+        _wait(lambda: head.nodes() == 2, worker, log)
+        launched = subprocess.Popen([*CLI, "launch", str(sweep_file), "--address", head.gcs,
+                                     "--storage", storage], env=head.env, cwd=ROOT, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        watch = Watch(head.process, worker, trial_ids)
+        deadline = time.monotonic() + 240
+        saved: list[str] = []
+        while not saved:
+            assert launched.poll() is None and time.monotonic() < deadline, launched.communicate()
+            for lost in watch.on("worker"):
+                listed = client.list_objects_v2(Bucket="nodes", Prefix=f"runs/lost/checkpoints/{lost}/")
+                saved = [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".pt")]
+            time.sleep(0.1)
+        for pid in _tree(worker.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        watch.lost()
+        out, err = launched.communicate(timeout=300)
+        assert launched.returncode == 0, out[-3000:] + err[-3000:]
+        assert _mentioning(str(folder)) == []  # the worker node is gone, all of it
+    finally:
+        if watch is not None:
+            watch.stopped.set()
+        if launched is not None and launched.poll() is None:
+            launched.kill()
+        _stop_ray(worker)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    assert watch.seen["worker"] == {lost} and lost in watch.seen["head after"]  # its retry ran on the head
+    run_uri = f"s3://nodes/runs/lost?endpoint_override=127.0.0.1:{port}&scheme=http"
+    trials = read_results(run_uri, "trials").set_index("trial_id")
+    assert set(trials.index) == trial_ids and trials.index.is_unique  # each recorded, once
+    assert (trials["status"] == "completed").all() and (trials["node"] == socket.gethostname()).all()
+    assert trials.loc[lost, "attempts"] == 2
+    assert len(saved) <= trials.loc[lost, "resumed_from_epoch"] < 20  # from its latest checkpoint
+    others = trials.drop(index=lost)
+    assert (others["attempts"] == 1).all() and others["resumed_from_epoch"].isna().all()
+    for table in ("trials", "epochs", "steps"):
+        rows = read_results(run_uri, table)
+        resumed = numbers(rows[rows["trial_id"] == lost], table)
+        for other in others.index:
+            pd.testing.assert_frame_equal(resumed, numbers(rows[rows["trial_id"] == other], table),
+                                          check_exact=True)
+    listed = client.list_objects_v2(Bucket="nodes", Prefix="runs/lost/checkpoints/")
+    assert [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".pt")] == []

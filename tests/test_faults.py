@@ -13,20 +13,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, load_yaml, write_sweep
+from conftest import ROOT, free_port, load_yaml, numbers, write_sweep
 from typer.testing import CliRunner
 
 from mlsweep import read_results
 from mlsweep.cli import app
 from mlsweep.orchestrator import launch
-from mlsweep.spec import validate
+from mlsweep.spec import expand, validate
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -128,7 +127,7 @@ class Proxy:
     open ones), `freeze` accepts but forwards nothing, `reopen` and `thaw` undo them."""
 
     def __init__(self, target: int) -> None:
-        self.target, self.port = target, _free_port()
+        self.target, self.port = target, free_port()
         self.thawed = threading.Event()
         self.thawed.set()
         self.conns: list[socket.socket] = []
@@ -177,26 +176,6 @@ class Proxy:
                 dst.sendall(chunk)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[tuple[int, Any]]:
-    """A real moto S3 server (its port) and a boto3 client talking to it directly."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
-    yield port, client
-    server.stop()
 
 
 def outage_sweep() -> dict[str, Any]:
@@ -289,16 +268,19 @@ def _ray_processes(pid: int) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def killed_launch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One subprocess `mlsweep launch` (its own embedded Ray): its listening sockets while it
-    runs, a second launch of the same sweep meanwhile, then SIGKILL of the driver alone, what
-    of its Ray is left after, and a relaunch in this process."""
+    """One subprocess `mlsweep launch` (its own embedded Ray), its trials checkpointing every
+    epoch: its listening sockets while it runs, a second launch of the same sweep meanwhile,
+    then SIGKILL of the driver alone once a trial saved a checkpoint, what of its Ray is left
+    after and the checkpoints it left, and a relaunch in this process."""
     import psutil
 
     tmp = tmp_path_factory.mktemp("killed")
     data = load_yaml("smoke.yaml")
-    data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 25})
+    data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 25},
+                              checkpoint_every={"value": 1})
     sweep_file = write_sweep(tmp, data)
     storage = tmp / "runs"
+    checkpoints = storage / "smoke" / "checkpoints"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "mlsweep.cli", "launch", str(sweep_file), "--storage", str(storage)]
     first = subprocess.Popen(cmd, env=env, start_new_session=True, cwd=ROOT,
@@ -315,6 +297,9 @@ def killed_launch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                               for p in [psutil.Process(first.pid), *procs] for c in _listening(p)]
         facts["second"] = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True,
                                          timeout=120)
+        while not list(checkpoints.glob("*/epoch-*.pt")):
+            assert first.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.1)
         left = _ray_processes(first.pid)
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
@@ -324,12 +309,18 @@ def killed_launch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         facts["ray_left_s"] = time.monotonic() - killed_at
         facts["ray_seen"] = sorted(p.pid for p in left)
         facts["ray_left"] = [p.pid for p in left if _alive(p)]
+        # Its trials' workers are gone now: what they saved stays as it is.
+        facts["saved"] = {folder.name: int(max(folder.glob("epoch-*.pt")).stem.split("-")[1])
+                          for folder in checkpoints.glob("*") if list(folder.glob("epoch-*.pt"))}
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)
     facts["before"] = read_results(str(storage / "smoke"), "trials")
     facts["relaunch"] = launch(validate(data), yaml.safe_dump(data), storage=str(storage))
     facts["after"] = read_results(str(storage / "smoke"), "trials")
+    facts["epochs"] = read_results(str(storage / "smoke"), "epochs")
+    facts["checkpoints_left"] = list(checkpoints.glob("*/*"))
+    facts["configs"] = {t.trial_id: t.config for t in expand(validate(data))}
     return facts
 
 
@@ -374,3 +365,29 @@ def test_the_next_launch_takes_the_stale_lock_and_runs_the_rest(killed_launch) -
     before, summary, after = killed_launch["before"], killed_launch["relaunch"], killed_launch["after"]
     assert 1 <= len(before) < 6 and summary.launched == 6 - len(before)
     assert len(after) == 6 and after["trial_id"].is_unique and (after["status"] == "completed").all()
+
+
+def test_the_relaunch_resumes_the_killed_trials_from_their_checkpoints(killed_launch) -> None:
+    """Each trial the kill cut short with a checkpoint resumes from it, and its epochs are
+    an uninterrupted run's (in this process, on one thread as in a trial's worker)."""
+    import torch
+
+    from mlsweep import run_trial
+
+    before, after = killed_launch["before"], killed_launch["after"].set_index("trial_id")
+    interrupted = {tid: epoch for tid, epoch in killed_launch["saved"].items()
+                   if tid not in set(before["trial_id"])}
+    assert interrupted, killed_launch["saved"]  # the driver was killed with a trial mid-way
+    assert after.loc[list(interrupted), "resumed_from_epoch"].tolist() == list(interrupted.values())
+    assert after.drop(index=list(interrupted))["resumed_from_epoch"].isna().all()
+    assert killed_launch["checkpoints_left"] == []  # deleted once their trials finished
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for tid in interrupted:
+            alone = run_trial(killed_launch["configs"][tid])
+            epochs = killed_launch["epochs"]
+            pd.testing.assert_frame_equal(numbers(epochs[epochs["trial_id"] == tid], "epochs"),
+                                          numbers(alone.epochs, "epochs"), check_exact=True)
+    finally:
+        torch.set_num_threads(threads)
