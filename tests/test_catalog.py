@@ -92,7 +92,7 @@ def test_sweep_files_take_the_scalar_shorthand_and_suggest_close_names(tmp_path:
         "min, max, distribution",
         "error: s.yaml: paramters: unknown key; did you mean 'parameters'? known: name, description, "
         "method, metric, parameters, loss_params, dataset_params, resources, max_concurrent_trials, "
-        "max_failures, storage, claims, num_samples, scheduler, tracking"]
+        "max_failures, storage, claims, num_samples, scheduler, pack, tracking"]
 
 
 def test_set_and_run_trial_parse_numbers_the_same_way() -> None:
@@ -237,9 +237,9 @@ def test_defaults_are_valid_values_of_their_own_settings() -> None:
 
 # Each room may import only rooms of a lower layer: the catalog below all, the CLI on top.
 LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runfolder": 4,
-          "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5, "writeback": 5,
-          "raywatch": 5, "orchestrator": 6, "cluster": 6, "status": 6, "estimate": 6,
-          "analysis": 7, "report_charts": 7, "report": 8, "cli": 9}
+          "packs": 4, "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5,
+          "writeback": 5, "raywatch": 5, "worker": 6, "orchestrator": 7, "cluster": 7, "status": 7,
+          "estimate": 7, "analysis": 8, "report_charts": 8, "report": 9, "cli": 10}
 
 
 def imported_rooms(path: Path) -> set[str]:

@@ -297,6 +297,7 @@ def killed_launch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("killed")
     data = load_yaml("smoke.yaml")
     data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 25})
+    data["pack"] = 2  # packs of 2 and 1 per loss: four packs on two slots, ending apart
     sweep_file = write_sweep(tmp, data)
     storage = tmp / "runs"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}

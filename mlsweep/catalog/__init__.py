@@ -20,7 +20,7 @@ from mlsweep.catalog.metrics import (
 )
 from mlsweep.catalog.miners import MINERS
 from mlsweep.catalog.models import MODELS, ModelInfo
-from mlsweep.catalog.packing import PER_MEMBER, pack_key, uses_feature_cache
+from mlsweep.catalog.packing import PER_MEMBER, pack_id, pack_key, uses_feature_cache
 from mlsweep.catalog.reporters import REPORTERS, ReporterInfo
 from mlsweep.catalog.settings import (
     NESTED,
@@ -73,6 +73,7 @@ __all__ = [
     "identity",
     "load",
     "not_one_of",
+    "pack_id",
     "pack_key",
     "param_problems",
     "parse_number",

@@ -8,8 +8,9 @@ lr and weight_decay are shared because the fused optimisers take one scalar lr p
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Settings a member may hold on its own. loss_params are the loss's scalar parameters
@@ -31,3 +32,11 @@ def pack_key(config: Mapping[str, Any]) -> tuple[str, ...] | None:
         return None
     shared = {name: value for name, value in config.items() if name not in PER_MEMBER}
     return ("pack", json.dumps(shared, sort_keys=True, separators=(",", ":")))
+
+
+def pack_id(trial_ids: Sequence[str]) -> str:
+    """A pack's name (trials table `pack_id`, checkpoint folder): a pack of one is named by its
+    trial id, a larger one by a hash of its members' ids (in any order)."""
+    if len(trial_ids) == 1:
+        return trial_ids[0]
+    return "pack-" + hashlib.sha256(",".join(sorted(trial_ids)).encode()).hexdigest()[:12]
