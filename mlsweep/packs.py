@@ -12,8 +12,10 @@ stops, one trial at a time.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlsweep.catalog import pack_id, pack_key
 from mlsweep.spec import Sweep, Trial
@@ -43,6 +45,13 @@ def slots(sweep: Sweep, cpus: float, gpus: float = 0.0) -> int:
         fit = min(fit, int(gpus // res.gpu))
     fit = max(1, fit)
     return min(fit, sweep.max_concurrent_trials or fit)
+
+
+def local_slots(sweep: Sweep) -> int:
+    """`slots` on this machine: its cores, and its NVIDIA GPUs counted by their device files
+    (no torch import for `mlsweep plan`)."""
+    gpus = len(list(Path("/dev").glob("nvidia[0-9]*")))
+    return slots(sweep, float(os.cpu_count() or 1), float(gpus))
 
 
 def packs_of_one(sweep: Sweep) -> bool:
