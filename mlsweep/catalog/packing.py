@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlsweep.catalog.trial_config import TrialConfig
+
 # Settings a member may hold on its own. loss_params are the loss's scalar parameters
 # (temperature, scale, ...): each member builds its own loss with its own values.
 PER_MEMBER = ("seed", "margin", "loss_params")
@@ -20,14 +22,21 @@ PER_MEMBER = ("seed", "margin", "loss_params")
 PACKABLE_MODELS = ("mlp", "convnet")
 
 
-def uses_feature_cache(config: Mapping[str, Any]) -> bool:
+def _mapping(config: Mapping[str, Any] | TrialConfig) -> Mapping[str, Any]:
+    """The driver holds resolved dicts, the trainer TrialConfigs: both are asked the same."""
+    return config.as_dict() if isinstance(config, TrialConfig) else config
+
+
+def uses_feature_cache(config: Mapping[str, Any] | TrialConfig) -> bool:
     """Whether a resolved trial config trains its head on cached backbone features."""
+    config = _mapping(config)
     return bool(config["freeze_backbone"] and config.get("feature_cache", True) and not config["augment"])
 
 
-def pack_key(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+def pack_key(config: Mapping[str, Any] | TrialConfig) -> tuple[str, ...] | None:
     """Equal keys: the two resolved configs can share a pack. None: the config runs alone
     (torchvision backbones, and heads trained on cached features, which do not pack yet)."""
+    config = _mapping(config)
     if config.get("model") not in PACKABLE_MODELS or uses_feature_cache(config):
         return None
     shared = {name: value for name, value in config.items() if name not in PER_MEMBER}

@@ -180,7 +180,7 @@ def train(
     format: Format = "table",
 ) -> None:
     """Run one trial in this process, no Ray: prints each epoch's diagnostics as it ends."""
-    from mlsweep.catalog import trial_id, validate_config
+    from mlsweep.catalog import TrialConfig, trial_id
     from mlsweep.results import write_trial
     from mlsweep.runfolder import require_writable_dir
     from mlsweep.trainer.loop import run_trial
@@ -188,19 +188,21 @@ def train(
     quiet = wants_json(format)
     options = {"loss": loss, "dataset": dataset}
     settings = _train_settings(set_, options)
-    config = validate_config(settings, lambda key: f"--{key}" if options.get(key) else f"--set {key}")
-    tid = trial_id(config)
+    config = TrialConfig.from_mapping(
+        settings, lambda key: f"--{key}" if options.get(key) else f"--set {key}")
+    resolved = config.as_dict()
+    tid = trial_id(resolved)
     if out_dir is not None:  # before training: a trial's minutes are not lost to a bad path
         require_writable_dir(str(out_dir), "--out")
     if not quiet:
-        out.print(f"trial {tid}: {config['loss']} on {config['dataset']}, {config['epochs']} epochs, "
-                  f"model {config['model']}")
+        out.print(f"trial {tid}: {config.loss} on {config.dataset}, {config.epochs} epochs, "
+                  f"model {config.model}")
     result = run_trial(config, on_epoch=None if quiet else lambda rec, _: out.print(_epoch_line(rec)))
     if out_dir is not None:
-        write_trial(str(out_dir), tid, "train", config, result.summary,
+        write_trial(str(out_dir), tid, "train", resolved, result.summary,
                     result.epochs.to_dict("records"), result.steps.to_dict("records"))
     if quiet:
-        payload = {"trial_id": tid, "config": config,
+        payload = {"trial_id": tid, "config": resolved,
                    "summary": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
                                for k, v in result.summary.items()},
                    "epochs": result.epochs.to_dict("records")}
