@@ -74,7 +74,7 @@ def test_plan_without_history_says_there_is_no_estimate(tmp_path: Path) -> None:
     sweep_file = write_sweep(tmp_path, load_yaml("smoke.yaml"))
     shown = runner.invoke(app, ["plan", str(sweep_file), "--storage", str(tmp_path / "empty")])
     assert shown.exit_code == 0, shown.output
-    assert "4 (0 recorded, 4 to run)" in shown.stdout
+    assert "4 (0 recorded, 4 to run in 2 packs for 2 slots here)" in shown.stdout
     assert "no estimate: no earlier trials in" in shown.stdout and "--calibrate" in shown.stdout
 
 
