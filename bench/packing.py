@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.common import Section, Target, log, median
-from mlsweep.catalog import resolve
+from mlsweep.catalog import TrialConfig
 from mlsweep.trainer.loop import _Trainer
 
 MEMBERS = 32
@@ -32,8 +32,9 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
     torch.set_num_threads(1)  # as a Tune worker with cpu: 1 runs
     base = {"dataset": "digits", "loss": "triplet", "batch_size": 128, "torch_device": "cpu"}
     margins = (0.2, 0.5, 1.0)
-    pack = _Trainer([resolve({**base, "seed": s, "margin": margins[s % 3]}) for s in range(MEMBERS)])
-    solo = _Trainer([resolve({**base, "seed": 0, "margin": margins[0]})])
+    pack = _Trainer([TrialConfig.from_mapping({**base, "seed": s, "margin": margins[s % 3]})
+                     for s in range(MEMBERS)])
+    solo = _Trainer([TrialConfig.from_mapping({**base, "seed": 0, "margin": margins[0]})])
     member_step_ms(pack, 1)
     member_step_ms(solo, 1)
     packed, alone = [], []

@@ -14,7 +14,6 @@ import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from bench.common import Section, Target, log, median
-from mlsweep.catalog import resolve
+from mlsweep.catalog import TrialConfig
 from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.loop import _Trainer
 
@@ -73,13 +72,13 @@ def trainer_epoch(trainer: _Trainer) -> Callable[[int], int]:
     return epoch
 
 
-def dataloader_epoch(config: dict[str, Any]) -> Callable[[int], int]:
+def dataloader_epoch(config: TrialConfig) -> Callable[[int], int]:
     """A DataLoader training loop with the trainer's model, loss, optimizer and precision."""
     trainer = _Trainer([config])  # same seed: same initial weights (a pack of one)
     model, loss_fn, optimizer, device = trainer.model, trainer.loss_fn, trainer.optimizer, trainer.device
-    loader = DataLoader(dataloader_dataset(load_dataset(config), config["augment"]),
-                        batch_size=config["batch_size"], shuffle=True,
-                        generator=torch.Generator().manual_seed(config["seed"]))
+    loader = DataLoader(dataloader_dataset(load_dataset(config), config.augment),
+                        batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(config.seed))
 
     def epoch(i: int) -> int:
         model.train()
@@ -109,7 +108,7 @@ def timed_epoch(epoch: Callable[[int], int], i: int) -> Rates:
     return samples / (time.perf_counter() - wall), samples / (time.process_time() - cpu)
 
 
-def measure(config: dict[str, Any], epochs: int) -> tuple[list[Rates], list[Rates]]:
+def measure(config: TrialConfig, epochs: int) -> tuple[list[Rates], list[Rates]]:
     """(wall, CPU) samples/s per epoch of both loops, taking turns after a warm-up epoch each."""
     ours, theirs = trainer_epoch(_Trainer([config])), dataloader_epoch(config)
     ours(1)
@@ -127,10 +126,11 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
     write_cifar(tmp, n_cifar)
     base = {"loss": "triplet", "margin": 0.5, "batch_size": 128, "diagnostics": [], "seed": 0}
     cases = {
-        "digits (mlp)": resolve({**base, "dataset": "digits"}),
-        "synthetic (mlp)": resolve({**base, "dataset": "synthetic"}),
+        "digits (mlp)": TrialConfig.from_mapping({**base, "dataset": "digits"}),
+        "synthetic (mlp)": TrialConfig.from_mapping({**base, "dataset": "synthetic"}),
         f"cifar10-shaped random, {n_cifar} train (convnet, augment)":
-            resolve({**base, "dataset": "cifar10", "split": "official", "data_dir": str(tmp)}),
+            TrialConfig.from_mapping({**base, "dataset": "cifar10", "split": "official",
+                                      "data_dir": str(tmp)}),
     }
     section = Section(f"Trainer throughput: samples/s, median of {repeat} epochs after a warm-up",
                       ["data set", "trainer samples/s", "DataLoader samples/s", "speed-up",

@@ -23,18 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from mlsweep import raywatch, results
-from mlsweep.catalog import EPOCH_METRICS, resolve, trial_id
+from mlsweep.catalog import pack_id, trial_id
 from mlsweep.diagnostics.summary import TrialClock, summarize
 from mlsweep.errors import UserError
+from mlsweep.packs import make_packs, slots
 from mlsweep.progress import SweepProgress
 from mlsweep.runfolder import MANIFEST, SWEEP_FILE, RunFolder, require_writable_dir
 from mlsweep.signals import Interrupted, stop_on_signals
 from mlsweep.spec import Sweep, Trial, expand
+from mlsweep.worker import pack_configs, rows_of, trainable
 from mlsweep.writeback import BackgroundWriter
 
 # Entered while the trials run, with the run folder and the progress (e.g. a live report).
 Live = Callable[[str, SweepProgress], contextlib.AbstractContextManager[Any]]
-REPORT_EVERY_S = 1.0  # a trial reports its epochs to the driver at most this often
 STORAGE_TIMEOUT_S = 300.0  # how long the driver retries a result write before stopping the sweep
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                       "fuse.")
@@ -158,80 +159,6 @@ def _unreadable_text(folder: RunFolder) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- worker side
-
-
-def trial_config(params: Mapping[str, Any], configs: Mapping[str, dict[str, Any]],
-                 overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config of a Tune trial: looked up by id (grid) or resolved from the
-    sampled parameters (optuna)."""
-    if "trial_id" in params:
-        return configs[params["trial_id"]]
-    return resolve(dict(params), overrides)
-
-
-class EpochBatcher:
-    """Hands a trial's epochs to Tune in batches: each `tune.report` of a function trainable
-    waits for a round trip through the driver, which on fast trials cost more than the epoch.
-    Reports when REPORT_EVERY_S has passed since the last one, at the final epoch, and on
-    `flush` (a trial that raises still delivers its epochs). The report's top-level metrics are
-    the batch's records merged in order, so each is its latest value (evaluation metrics from
-    the latest evaluated epoch), NaN where not yet measured."""
-
-    def __init__(self, report: Callable[[dict[str, Any]], None], meta: dict[str, Any],
-                 last_epoch: int) -> None:
-        self.report, self.meta, self.last_epoch = report, meta, last_epoch
-        self.records: list[dict[str, Any]] = []
-        self.steps: list[dict[str, Any]] = []
-        self.sent_at = time.monotonic()
-
-    def __call__(self, record: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        self.records.append(record)
-        self.steps += steps
-        final = record["epoch"] >= self.last_epoch or not math.isfinite(record["train_loss"])
-        if final or time.monotonic() - self.sent_at >= REPORT_EVERY_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.records:
-            return
-        # Emptied before reporting: a report can end the thread (Tune stopping the trial).
-        records, steps = self.records, self.steps
-        self.records, self.steps, self.sent_at = [], [], time.monotonic()
-        metrics = dict.fromkeys(EPOCH_METRICS, math.nan)
-        for record in records:
-            metrics.update(record)
-        columns = {key: [row.get(key) for row in steps] for key in (steps[0] if steps else {})}
-        self.report({**metrics, "_records": records, "_steps": columns, "_meta": self.meta})
-
-
-def _trainable(params: dict[str, Any], configs: dict[str, dict[str, Any]],
-               overrides: dict[str, Any], checkpoints: str | None = None) -> None:
-    """Runs in a Ray worker: train, and report the epochs (records, steps) to the driver.
-    Checkpoints go to `checkpoints` (`<run>/checkpoints`), where a retry or a relaunch finds
-    them; a resumed trial reports every epoch of its checkpoint again, so each attempt's
-    reports hold all its epochs, and `resumed_from_epoch` in its meta."""
-    import socket
-
-    import ray
-    import torch
-    from ray import tune
-
-    from mlsweep.trainer.loop import pick_device, run_trials
-
-    config = trial_config(params, configs, overrides)
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    meta = {"device": str(pick_device(config["torch_device"])), "node": socket.gethostname()}
-    batcher = EpochBatcher(tune.report, meta, config["epochs"])
-    try:
-        run_trials([config], on_epoch=lambda _, record, steps: batcher(record, steps),
-                   checkpoints=checkpoints,
-                   on_resume=lambda _, epoch: meta.update(resumed_from_epoch=epoch))
-    finally:
-        batcher.flush()
-
-
 # --------------------------------------------------------------------------- driver side
 
 
@@ -246,13 +173,13 @@ def _error_line(trial: Any) -> str:
     return lines[-1][:2000] if lines else "the trial failed without an error message"
 
 
-def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, Any]],
+def make_writer(run_dir: str, sweep_name: str, packs: Mapping[str, list[dict[str, Any]]],
                 overrides: Mapping[str, Any], progress: SweepProgress,
                 stopping: list[int] | None = None, sink: BackgroundWriter | None = None) -> Any:
-    """The driver-side Tune callback that hands each trial's tables to `sink` (the background
-    writer) when it ends; it never blocks on storage nor raises into Tune, so a storage outage
-    never retrains a trial. Once `stopping` holds a signal, trials ending are not written: the
-    signal ended them (Ctrl-C reaches the workers too), and a relaunch runs them again."""
+    """The driver-side Tune callback that hands each member's tables to `sink` (the background
+    writer) when its pack ends; it never blocks on storage nor raises into Tune, so a storage
+    outage never retrains a trial. Once `stopping` holds a signal, packs ending are not written:
+    the signal ended them (Ctrl-C reaches the workers too), and a relaunch runs them again."""
     stopping = [] if stopping is None else stopping
     sink = BackgroundWriter(STORAGE_TIMEOUT_S, run_dir) if sink is None else sink
     from ray.tune import Callback
@@ -263,24 +190,28 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
 
         def _state(self, trial: Any) -> dict[str, Any]:
             return self.state.setdefault(trial.trial_id, {
-                "config": trial_config(trial.config, configs, overrides), "records": [],
-                "steps": [], "attempts": 0, "meta": {}, "clock": TrialClock()})
+                "configs": pack_configs(trial.config, packs, overrides), "attempts": 0, "meta": {},
+                "clock": TrialClock()})
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            """Also called for each retry, which trains from scratch."""
+            """Also called for each retry, which reports every epoch again (from scratch or
+            from its checkpoint)."""
             state = self._state(trial)
             state["attempts"] += 1
-            state["records"], state["steps"] = [], []
-            progress.started(trial.trial_id, state["config"])
+            state["records"] = [[] for _ in state["configs"]]
+            state["steps"] = [[] for _ in state["configs"]]
+            for member, config in enumerate(state["configs"]):
+                progress.started(_key(trial, member), config)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
             state = self._state(trial)
-            state["records"] += result["_records"]
-            state["steps"] += [dict(zip(result["_steps"], row, strict=True))
-                               for row in zip(*result["_steps"].values(), strict=True)]
+            for member, part in enumerate(result["_members"]):
+                if part["records"]:
+                    state["records"][member] += part["records"]
+                    state["steps"][member] += rows_of(part["steps"])
+                    progress.reported(_key(trial, member), part["records"][-1]["epoch"])
             state["meta"] = result["_meta"]
-            progress.reported(trial.trial_id, result["_records"][-1]["epoch"])
 
         def _write(self, trial: Any, error: str | None) -> None:
             state = self._state(trial)
@@ -288,13 +219,21 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             if stopping:
                 return
             meta = state["clock"].meta(None, None) | state["meta"]  # the worker's device and node
-            summary = {**summarize(state["records"], meta, error), "attempts": state["attempts"]}
-            config = state["config"]
+            configs = state["configs"]
+            pack = {"attempts": state["attempts"], "pack_size": len(configs),
+                    "pack_id": pack_id([trial_id(c) for c in configs])}
+            rows = []
+            for member, (config, records) in enumerate(zip(configs, state["records"], strict=True)):
+                # A member that had diverged before its pack failed keeps its own ending.
+                diverged = bool(records) and not math.isfinite(records[-1]["train_loss"])
+                summary = {**summarize(records, meta, None if diverged else error), **pack}
+                rows.append((member, config, summary, records, state["steps"][member]))
 
             def write() -> None:
-                results.write_trial(run_dir, trial_id(config), sweep_name, config, summary,
-                                    state["records"], state["steps"])
-                progress.finished(trial.trial_id, summary["status"])
+                for member, config, summary, records, steps in rows:
+                    results.write_trial(run_dir, trial_id(config), sweep_name, config, summary,
+                                        records, steps)
+                    progress.finished(_key(trial, member), summary["status"])
 
             sink.submit(write)
 
@@ -305,6 +244,11 @@ def make_writer(run_dir: str, sweep_name: str, configs: Mapping[str, dict[str, A
             self._write(trial, _error_line(trial))
 
     return ResultsWriter()
+
+
+def _key(trial: Any, member: int) -> str:
+    """A member's key in the progress lines: its Tune trial (pack) and its place in it."""
+    return f"{trial.trial_id}/{member}"
 
 
 def _search_space(sweep: Sweep) -> dict[str, Any]:
@@ -464,38 +408,38 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
 
     from mlsweep.tracking import trackers
 
-    configs = {t.trial_id: t.config for t in pending}
+    packs = {p.pack_id: p.configs for p in make_packs(sweep, pending, cluster_slots(sweep))}
     overrides = sweep.overrides()
     progress = SweepProgress(n_samples, verbose)
     sink = BackgroundWriter(storage_timeout, folder.uri)
-    writer = make_writer(folder.uri, sweep.name, configs, overrides, progress, stopping, sink)
-    trainable = tune.with_resources(
-        tune.with_parameters(_trainable, configs=configs, overrides=overrides,
+    writer = make_writer(folder.uri, sweep.name, packs, overrides, progress, stopping, sink)
+    resources = tune.with_resources(
+        tune.with_parameters(trainable, packs=packs, overrides=overrides,
                              checkpoints=folder.uri_of("checkpoints")),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     mode = "max" if sweep.metric.goal == "maximize" else "min"
     tune_config = tune.TuneConfig(
         metric=sweep.metric.name, mode=mode, reuse_actors=True,
         max_concurrent_trials=sweep.max_concurrent_trials,
-        trial_name_creator=lambda t: t.config.get("trial_id", t.trial_id),
-        trial_dirname_creator=lambda t: t.config.get("trial_id", t.trial_id),
+        trial_name_creator=lambda t: t.config.get("pack_id", t.trial_id),
+        trial_dirname_creator=lambda t: t.config.get("pack_id", t.trial_id),
         num_samples=1 if sweep.method == "grid" else n_samples,
         search_alg=_optuna() if sweep.method == "optuna" else None,
         scheduler=_asha(sweep) if sweep.scheduler == "asha" else None,
     )
-    param_space = ({"trial_id": tune.grid_search(list(configs))} if sweep.method == "grid"
+    param_space = ({"pack_id": tune.grid_search(list(packs))} if sweep.method == "grid"
                    else _search_space(sweep))
     run_config = tune.RunConfig(
         name=f"launch-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
         storage_path=folder.tune_uri,
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-        callbacks=[writer, *trackers(sweep, lambda t: trial_config(t.config, configs, overrides))],
+        callbacks=[writer, *trackers(sweep, lambda t: pack_configs(t.config, packs, overrides))],
         stop=stop_when_storage_is_gone(sink), verbose=1 if verbose else 0)
     t0 = time.perf_counter()
     try:
         with progress, live(folder.uri, progress) if live else contextlib.nullcontext():
             try:
-                tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                tuner = tune.Tuner(resources, param_space=param_space, tune_config=tune_config,
                                    run_config=run_config)
                 tuner.fit()
             except OSError:  # Tune reads its state back from storage at the end (a ResultGrid)
@@ -507,6 +451,14 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         summary.storage_error = sink.error
         summary.elapsed_s = time.perf_counter() - t0
         summary.by_status = dict(progress.by_status)
+
+
+def cluster_slots(sweep: Sweep) -> int:
+    """Packs that run at once on the connected Ray cluster (every core or GPU busy)."""
+    import ray
+
+    available = ray.cluster_resources()
+    return slots(sweep, available.get("CPU", 1.0), available.get("GPU", 0.0))
 
 
 def stop_when_storage_is_gone(sink: BackgroundWriter) -> Any:

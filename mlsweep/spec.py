@@ -130,7 +130,15 @@ class Sweep(_Strict):
     claims: str | list[dict[str, Any]] | None = None
     num_samples: int = Field(20, ge=1, description="optuna: trials to sample")
     scheduler: Literal["none", "asha"] = "none"
+    pack: Literal["auto"] | int = Field("auto", description="members per pack: auto, or at most N")
     tracking: Tracking = Tracking()
+
+    @field_validator("pack", mode="before")
+    @classmethod
+    def _pack(cls, pack: Any) -> Literal["auto"] | int:
+        if pack == "auto" or (isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1):
+            return pack
+        raise ValueError(f"must be auto or a whole number of members >= 1 (1: no packing), not {pack!r}")
 
     def fixed(self) -> dict[str, Any]:
         """Settings with a single value."""

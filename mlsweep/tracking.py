@@ -1,10 +1,11 @@
 """Experiment trackers (MLflow, Weights & Biases): each trial as one tracker run, from the driver.
 
-A sweep's `tracking:` section adds one driver-side Tune callback per tracker. Each trial becomes
-one run (MLflow: in the experiment named after the sweep, tagged `mlsweep.sweep`; W&B: in the
-group named after the sweep), named by its trial id, with its resolved config as parameters and
-every epoch record logged at step = epoch, while the trial runs. A retry trains from scratch, so
-it opens a new run (tag `mlsweep.attempt`) and the earlier one ends as failed.
+A sweep's `tracking:` section adds one driver-side Tune callback per tracker. Each trial (each
+member of a pack: mlsweep.packs) becomes one run (MLflow: in the experiment named after the
+sweep, tagged `mlsweep.sweep`; W&B: in the group named after the sweep), named by its trial id,
+with its resolved config as parameters and every epoch record logged at step = epoch, while the
+trial runs. A retry reports its epochs again (from scratch or from its checkpoint), so it opens
+a new run (tag `mlsweep.attempt`) and the earlier one ends as failed.
 
 Ray Tune's own MLflowLoggerCallback and WandbLoggerCallback do not serve here (measured by
 running MLflowLoggerCallback next to these on a 2-trial sweep). They log one point per Tune
@@ -14,7 +15,7 @@ trial, trained in-process, sends its epochs as 2 results (5 + 3), a 20-epoch sma
 (1 + 9 + 8 + 2), so Tune's callbacks would log 4 points at steps 1-4 for 20 epochs, each the
 batch's last epoch. (Only where each epoch takes over a second, as on a loaded 2-core machine,
 do they coincide with epochs.) They also log `trial.config` as parameters, which for a grid is
-only `{"trial_id": ...}`: the run read back had 1 parameter, these have the 29 of the resolved
+only `{"pack_id": ...}`: the run read back had 1 parameter, these have the 29 of the resolved
 config. And MLflowLoggerCallback's `setup` raises MlflowException on a server that is down,
 which fails the whole sweep. W&B's run start costs about a second each (offline, measured), and an
 MLflow call 0.1-0.3 s on the loaded machine, which is why the calls run on a sender thread.
@@ -45,7 +46,7 @@ from ray.tune import Callback
 from mlsweep.catalog import EPOCH_METRICS, trial_id
 from mlsweep.spec import MlflowTracking, Sweep, WandbTracking
 
-ConfigOf = Callable[[Any], dict[str, Any]]  # a Tune trial -> its resolved config
+ConfigsOf = Callable[[Any], list[dict[str, Any]]]  # a Tune trial (a pack) -> its members' configs
 Epochs = list[tuple[int, dict[str, float]]]  # (epoch, its measured metrics)
 DRAIN_S = 60.0  # at the sweep's end, how long the driver waits for a tracker to take the rest
 # One try per call within 10 s (MLflow's default retries a refused connection for 4 minutes), and
@@ -54,13 +55,13 @@ MLFLOW_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_R
                           "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
-def trackers(sweep: Sweep, config_of: ConfigOf) -> list[Callback]:
+def trackers(sweep: Sweep, configs_of: ConfigsOf) -> list[Callback]:
     """The tracker callbacks a sweep asks for (none without a `tracking:` section)."""
     found: list[Callback] = []
     if sweep.tracking.mlflow is not None:
-        found.append(MlflowTracker(sweep.tracking.mlflow, sweep.name, config_of))
+        found.append(MlflowTracker(sweep.tracking.mlflow, sweep.name, configs_of))
     if sweep.tracking.wandb is not None:
-        found.append(WandbTracker(sweep.tracking.wandb, sweep.name, config_of))
+        found.append(WandbTracker(sweep.tracking.wandb, sweep.name, configs_of))
     return found
 
 
@@ -97,8 +98,8 @@ class TrackerCallback(Callback):
 
     label = "tracker"
 
-    def __init__(self, sweep_name: str, config_of: ConfigOf) -> None:
-        self.sweep_name, self.config_of = sweep_name, config_of
+    def __init__(self, sweep_name: str, configs_of: ConfigsOf) -> None:
+        self.sweep_name, self.configs_of = sweep_name, configs_of
         self.attempts: Counter[str] = Counter()
         self.off = False
 
@@ -157,7 +158,7 @@ class TrackerCallback(Callback):
             self.queue.put((action, args))
 
     def setup(self, **info: Any) -> None:
-        self.runs: dict[str, Any] = {}  # Tune's trial id -> the open tracker run
+        self.runs: dict[str, Any] = {}  # `<Tune trial id>/<member>` -> the open tracker run
         self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
             queue.SimpleQueue())
         self.sender = threading.Thread(target=self._send, name=f"mlsweep-{self.label}", daemon=True)
@@ -167,17 +168,24 @@ class TrackerCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Also called for each retry."""
         self.attempts[trial.trial_id] += 1
-        self._submit(self._open, trial.trial_id, self.config_of(trial), self.attempts[trial.trial_id])
+        for member, config in enumerate(self.configs_of(trial)):
+            self._submit(self._open, f"{trial.trial_id}/{member}", config, self.attempts[trial.trial_id])
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        self._submit(self._log, trial.trial_id, result["_records"])
+        for member, part in enumerate(result["_members"]):
+            if part["records"]:
+                self._submit(self._log, f"{trial.trial_id}/{member}", part["records"])
+
+    def _close_pack(self, trial: Any, status: str) -> None:
+        for member in range(len(self.configs_of(trial))):
+            self._submit(self._close, f"{trial.trial_id}/{member}", status)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(self._close, trial.trial_id, "FINISHED")
+        self._close_pack(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(self._close, trial.trial_id, "FAILED")
+        self._close_pack(trial, "FAILED")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Waits for what is queued, at most DRAIN_S: a sweep is done when its tracker runs are."""
@@ -192,8 +200,8 @@ class TrackerCallback(Callback):
 class MlflowTracker(TrackerCallback):
     label = "MLflow"
 
-    def __init__(self, settings: MlflowTracking, sweep_name: str, config_of: ConfigOf) -> None:
-        super().__init__(sweep_name, config_of)
+    def __init__(self, settings: MlflowTracking, sweep_name: str, configs_of: ConfigsOf) -> None:
+        super().__init__(sweep_name, configs_of)
         self.uri, self.experiment = settings.uri, settings.experiment or sweep_name
 
     def where(self) -> str:
@@ -236,8 +244,8 @@ class MlflowTracker(TrackerCallback):
 class WandbTracker(TrackerCallback):
     label = "W&B"
 
-    def __init__(self, settings: WandbTracking, sweep_name: str, config_of: ConfigOf) -> None:
-        super().__init__(sweep_name, config_of)
+    def __init__(self, settings: WandbTracking, sweep_name: str, configs_of: ConfigsOf) -> None:
+        super().__init__(sweep_name, configs_of)
         self.settings = settings
 
     def where(self) -> str:

@@ -55,7 +55,7 @@ def s3() -> Iterator[tuple[int, Any]]:
 
 TIMING = ("epoch_s", "samples_per_s", "eval_s")
 NOT_NUMBERS = {*TIMING, *(f"final_{c}" for c in TIMING), "attempts", "started_at", "finished_at",
-               "wall_s", "device", "node", "resumed_from_epoch"}
+               "wall_s", "device", "node", "resumed_from_epoch", "pack_id"}
 
 
 def numbers(frame: Any, table: str) -> Any:

@@ -4,11 +4,13 @@ entries whose pointers resolve, and imports that run one way."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
+import typing
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
@@ -16,7 +18,7 @@ from conftest import ROOT, load_yaml
 from typer.testing import CliRunner
 
 from mlsweep import catalog
-from mlsweep.catalog import SETTINGS, parse_setting, resolve, trial_id
+from mlsweep.catalog import SETTINGS, TrialConfig, parse_setting, resolve, trial_id
 from mlsweep.cli import app
 from mlsweep.errors import UserError
 from mlsweep.spec import expand, validate
@@ -92,7 +94,7 @@ def test_sweep_files_take_the_scalar_shorthand_and_suggest_close_names(tmp_path:
         "min, max, distribution",
         "error: s.yaml: paramters: unknown key; did you mean 'parameters'? known: name, description, "
         "method, metric, parameters, loss_params, dataset_params, resources, max_concurrent_trials, "
-        "max_failures, storage, claims, num_samples, scheduler, tracking"]
+        "max_failures, storage, claims, num_samples, scheduler, pack, tracking"]
 
 
 def test_set_and_run_trial_parse_numbers_the_same_way() -> None:
@@ -233,13 +235,103 @@ def test_defaults_are_valid_values_of_their_own_settings() -> None:
                 parsed, setting.default)), name
 
 
+# --------------------------------------------------------------------------- the trial config
+
+# A result column's type as a TrialConfig field holds it (a json column is a list: a tuple).
+FIELD_TYPES = {"float64": float, "int64": int, "string": str, "bool": bool}
+
+
+def _bare(hint: Any) -> Any:
+    """`hint` without its pydantic Annotated metadata (validators, bounds)."""
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
+def _expected_field_type(name: str, setting: catalog.Setting) -> Any:
+    """The type the catalog gives a TrialConfig field: its column's, None where a resolved
+    config may lack it (CONDITIONAL) or leave it unset (its default None, not filled in)."""
+    if setting.column == "json":
+        (element,) = typing.get_args(_bare(setting.type))
+        base: Any = tuple[_bare(element), ...]
+    else:
+        base = FIELD_TYPES[setting.column]
+    optional = name in catalog.CONDITIONAL or resolve({})[name] is None
+    return base | None if optional else base
+
+
+def test_trial_config_fields_are_the_catalog_settings() -> None:
+    hints = typing.get_type_hints(TrialConfig)
+    assert list(hints) == [*SETTINGS, *catalog.NESTED]
+    for name, setting in SETTINGS.items():
+        assert hints[name] == _expected_field_type(name, setting), name
+    for key in catalog.NESTED:
+        assert hints[key] == dict[str, int | float | bool], key
+
+
+def test_a_setting_without_a_field_is_refused_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SETTINGS, "new_knob", replace(SETTINGS["seed"], name="new_knob", since="0.2"))
+    with pytest.raises(TypeError, match="new_knob"):
+        TrialConfig.from_mapping({})
+
+
+def _spread() -> list[dict[str, Any]]:
+    """Partial configs reaching every loss, data set, model and sampler, and so every
+    setting's presence and absence (CONDITIONAL)."""
+    out: list[dict[str, Any]] = [{"loss": loss, "dataset": dataset}
+                                 for loss in catalog.LOSSES for dataset in catalog.DATASETS]
+    out += [{"model": model} for model in catalog.MODELS]
+    out += [{"sampler": "m_per_class", "m_per_class": 8, "margin": 1, "hidden_sizes": [4, 2],
+             "data_dir": "/data", "augment": True, "loss_params": {"margin": 0.2},
+             "loss": "proxy_anchor"}]
+    return out
+
+
+@pytest.mark.parametrize("partial", _spread(), ids=lambda p: "-".join(map(str, p.values()))[:60])
+def test_a_trial_config_holds_exactly_the_resolved_config(partial: dict[str, Any]) -> None:
+    from pydantic import TypeAdapter
+
+    resolved = resolve(partial)
+    config = TrialConfig.from_mapping(partial)
+    as_dict = config.as_dict()
+    assert as_dict == resolved and list(as_dict) == list(resolved)
+    assert json.dumps(as_dict) == json.dumps(resolved)  # 1 stays 1, lists stay lists
+    assert trial_id(as_dict) == trial_id(resolved)
+    assert TrialConfig.from_mapping(as_dict) == config
+    for name, hint in typing.get_type_hints(TrialConfig).items():
+        TypeAdapter(hint).validate_python(getattr(config, name), strict=True)  # raises if not
+    for name in catalog.CONDITIONAL:
+        assert (getattr(config, name) is None) == (name not in resolved), name
+
+
+def test_trial_configs_keep_the_held_trial_ids() -> None:
+    for name in json.loads((Path(__file__).parent / "trial_ids.json").read_text()):
+        for trial in expand(validate(load_yaml(name))):
+            assert trial_id(TrialConfig.from_mapping(trial.config).as_dict()) == trial.trial_id
+
+
+def test_a_trial_config_is_read_only_and_checked() -> None:
+    config = TrialConfig.from_mapping({"batch_size": "64"})
+    assert config.batch_size == 64
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 32  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        config.batchsize  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(UserError) as err:
+        TrialConfig.from_mapping({"lr": "fast", "batchsize": 64}, lambda key: f"here: {key}")
+    assert str(err.value).splitlines() == [
+        "here: lr: 'fast' is not a number",
+        "here: batchsize: 'batchsize' is not a setting; did you mean 'batch_size'? "
+        f"known: {', '.join(SETTINGS)}"]
+
+
 # --------------------------------------------------------------------------- import direction
 
 # Each room may import only rooms of a lower layer: the catalog below all, the CLI on top.
 LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runfolder": 4,
-          "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5, "writeback": 5,
-          "raywatch": 5, "orchestrator": 6, "cluster": 6, "status": 6, "estimate": 6,
-          "analysis": 7, "report_charts": 7, "report": 8, "cli": 9}
+          "packs": 4, "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5,
+          "writeback": 5, "raywatch": 5, "worker": 6, "orchestrator": 7, "cluster": 7, "status": 7,
+          "estimate": 7, "analysis": 8, "report_charts": 8, "report": 9, "cli": 10}
 
 
 def imported_rooms(path: Path) -> set[str]:

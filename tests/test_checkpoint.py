@@ -23,10 +23,10 @@ import yaml
 from conftest import load_yaml, numbers
 
 from mlsweep import read_results, run_trials
-from mlsweep.catalog import pack_key, resolve, trial_id
+from mlsweep.catalog import pack_id, pack_key, resolve, trial_id
 from mlsweep.orchestrator import launch
 from mlsweep.spec import validate
-from mlsweep.trainer.checkpoint import BadCheckpointWarning, pack_name
+from mlsweep.trainer.checkpoint import BadCheckpointWarning
 from mlsweep.trainer.loop import InjectedFailure, TrialResult
 
 # 10 classes x 20 points of 12-d + outliers: 5 steps of 48 per epoch; evaluated at 2, 4, 5.
@@ -100,7 +100,7 @@ def test_a_resumed_pack_equals_an_uninterrupted_one(pack: str, interrupt: str, t
     else:
         with pytest.raises(Stop):
             run_trials(configs, on_epoch=stop_at(4), checkpoints=str(root))
-    folder = pack_name([trial_id(resolve(c)) for c in configs])
+    folder = pack_id([trial_id(resolve(c)) for c in configs])
     assert checkpoint_files(root) == {folder: ["epoch-000002.pt", "epoch-000003.pt"]}  # the latest two
     seen: list[tuple[int, int]] = []
     resumed_after: list[tuple[int, int]] = []
@@ -171,7 +171,7 @@ def test_a_cut_short_checkpoint_falls_back_to_the_one_before_then_to_scratch(sto
     root, cut = store
     config = {**TINY, "loss": "triplet", "seed": 2}
     alone = run_trials([config])[0]
-    folder = pack_name([trial_id(resolve(config))])
+    folder = pack_id([trial_id(resolve(config))])
     with pytest.raises(Stop):
         run_trials([config], on_epoch=stop_at(4), checkpoints=root)
     cut(f"{folder}/epoch-000003.pt")
@@ -200,9 +200,9 @@ def test_a_checkpoint_of_other_trials_is_skipped(tmp_path: Path) -> None:
     config, other = {**TINY, "seed": 5}, {**TINY, "seed": 6}
     with pytest.raises(Stop):
         run_trials([other], on_epoch=stop_at(3), checkpoints=str(tmp_path))
-    mine = tmp_path / pack_name([trial_id(resolve(config))])
+    mine = tmp_path / pack_id([trial_id(resolve(config))])
     mine.mkdir()
-    (tmp_path / pack_name([trial_id(resolve(other))]) / "epoch-000002.pt").rename(mine / "epoch-000002.pt")
+    (tmp_path / pack_id([trial_id(resolve(other))]) / "epoch-000002.pt").rename(mine / "epoch-000002.pt")
     with pytest.warns(BadCheckpointWarning, match="written for other trials"):
         result = run_trials([config], checkpoints=str(tmp_path))[0]
     assert "resumed_from_epoch" not in result.summary

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +18,16 @@ import scipy.io
 import torch
 from datafiles import write_idx, write_jpeg, write_mnist, write_tiny_imagenet
 
+from mlsweep.catalog import TrialConfig
 from mlsweep.trainer.data import DataError, DataSplit, load_dataset, make_synthetic
 from mlsweep.trainer.loop import run_trial
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
+
+
+def _load(settings: Mapping[str, Any]) -> DataSplit:
+    """The split of a trial's data set, as the trainer loads it (from the trial's TrialConfig)."""
+    return load_dataset(TrialConfig.from_mapping(settings))
+
 
 # -- synthetic --------------------------------------------------------------------------------
 
@@ -43,9 +52,9 @@ def test_synthetic_has_the_papers_statistics() -> None:
 
 def test_synthetic_split_depends_on_split_seed_only() -> None:
     base = {"dataset": "synthetic", "dataset_params": {"per_class": 40, "dim": 8}}
-    a = load_dataset({**base, "seed": 0})
-    b = load_dataset({**base, "seed": 7})
-    c = load_dataset({**base, "split_seed": 1})
+    a = _load({**base, "seed": 0})
+    b = _load({**base, "seed": 7})
+    c = _load({**base, "split_seed": 1})
     assert torch.equal(a.x_test, b.x_test) and torch.equal(a.y_train, b.y_train)
     assert not torch.equal(a.x_test, c.x_test)
     assert a.x_train.shape == (315, 8) and a.x_test.shape == (105, 8)  # 400 + 20 outliers
@@ -55,14 +64,14 @@ def test_synthetic_split_depends_on_split_seed_only() -> None:
 
 def test_synthetic_has_no_official_split() -> None:
     with pytest.raises(DataError, match="synthetic: has no official"):
-        load_dataset({"dataset": "synthetic", "split": "official"})
+        _load({"dataset": "synthetic", "split": "official"})
 
 
 # -- digits, splits ---------------------------------------------------------------------------
 
 
 def test_digits_vectors_in_unit_range() -> None:
-    split = load_dataset({"dataset": "digits"})
+    split = _load({"dataset": "digits"})
     assert split.x_train.dtype == torch.float32 and split.x_train.shape[1] == 64
     assert len(split.x_train) + len(split.x_test) == 1797
     assert split.x_train.min() == 0 and split.x_train.max() == 1
@@ -70,7 +79,7 @@ def test_digits_vectors_in_unit_range() -> None:
 
 
 def test_stratified_keeps_class_proportions() -> None:
-    split = load_dataset({"dataset": "digits", "test_size": 0.25})
+    split = _load({"dataset": "digits", "test_size": 0.25})
     train = torch.bincount(split.y_train, minlength=10)
     test = torch.bincount(split.y_test, minlength=10)
     share = test / (train + test)
@@ -78,14 +87,14 @@ def test_stratified_keeps_class_proportions() -> None:
 
 
 def test_class_disjoint_has_no_class_overlap() -> None:
-    split = load_dataset({"dataset": "digits", "split": "class_disjoint", "test_size": 0.3})
+    split = _load({"dataset": "digits", "split": "class_disjoint", "test_size": 0.3})
     train, test = set(split.y_train.tolist()), set(split.y_test.tolist())
     assert train == set(range(7)) and test == {7, 8, 9}  # round(0.7 * 10) train classes
     assert split.num_classes == 7
 
 
 def test_to_moves_a_copy() -> None:
-    split = load_dataset({"dataset": "digits"})
+    split = _load({"dataset": "digits"})
     moved = split.to("cpu")
     assert isinstance(moved, DataSplit) and moved is not split
     assert torch.equal(moved.x_test, split.x_test) and moved.num_classes == split.num_classes
@@ -99,20 +108,20 @@ def test_to_moves_a_copy() -> None:
 def test_idx_data_sets(tmp_path: Path, dataset: str, folder: str, compress: bool) -> None:
     write_mnist(tmp_path, folder, compress)
     base = {"dataset": dataset, "data_dir": str(tmp_path)}
-    official = load_dataset({**base, "split": "official"})
+    official = _load({**base, "split": "official"})
     assert official.x_train.shape == (80, 1, 28, 28) and official.x_test.shape == (40, 1, 28, 28)
     assert official.x_train.dtype == torch.uint8 and official.image
     assert official.num_classes == 10 and len(official.mean) == len(official.std) == 1
-    stratified = load_dataset({**base, "split": "stratified", "test_size": 0.25})
+    stratified = _load({**base, "split": "stratified", "test_size": 0.25})
     assert len(stratified.y_test) == 30
     assert (torch.bincount(stratified.y_test) == 3).all()
-    disjoint = load_dataset({**base, "split": "class_disjoint", "test_size": 0.25})
+    disjoint = _load({**base, "split": "class_disjoint", "test_size": 0.25})
     assert set(disjoint.y_test.tolist()) == {8, 9} and disjoint.num_classes == 8
 
 
 def test_missing_data_set_is_one_line_naming_the_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
-        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path)})
+        _load({"dataset": "mnist", "data_dir": str(tmp_path)})
     message = str(error.value)
     assert "\n" not in message
     assert str(tmp_path / "MNIST" / "raw") in message
@@ -124,7 +133,7 @@ def test_broken_idx_file_is_a_data_error(tmp_path: Path) -> None:
     images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:1000])
     with pytest.raises(DataError, match="unreadable IDX"):
-        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path)})
+        _load({"dataset": "mnist", "data_dir": str(tmp_path)})
 
 
 def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +144,7 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DataError, match=r"mnist: download into .* failed") as error:
-        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path), "download": True})
+        _load({"dataset": "mnist", "data_dir": str(tmp_path), "download": True})
     assert "\n" not in str(error.value)
 
 
@@ -151,7 +160,7 @@ def test_idx_files_directly_in_data_dir(tmp_path: Path) -> None:
     write_mnist(tmp_path, "FashionMNIST", compress=True)
     flat = tmp_path / "flat"
     (tmp_path / "FashionMNIST" / "raw").rename(flat)
-    split = load_dataset({"dataset": "fashion_mnist", "data_dir": str(flat), "split": "official"})
+    split = _load({"dataset": "fashion_mnist", "data_dir": str(flat), "split": "official"})
     assert split.x_train.shape == (80, 1, 28, 28) and split.x_test.shape == (40, 1, 28, 28)
 
 
@@ -160,7 +169,7 @@ def test_truncated_gz_is_one_line_naming_the_file(tmp_path: Path) -> None:
     labels = tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:-12])  # the gzip trailer and a few bytes go
     with pytest.raises(DataError, match="unreadable IDX file") as error:
-        load_dataset({"dataset": "fashion_mnist", "data_dir": str(tmp_path)})
+        _load({"dataset": "fashion_mnist", "data_dir": str(tmp_path)})
     assert str(labels) in str(error.value) and "\n" not in str(error.value)
 
 
@@ -168,18 +177,18 @@ def test_images_and_labels_of_different_lengths(tmp_path: Path) -> None:
     write_mnist(tmp_path, "MNIST", compress=False)
     write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(79), False)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte holds 80 images .* 79 labels"):
-        load_dataset({"dataset": "mnist", "data_dir": str(tmp_path)})
+        _load({"dataset": "mnist", "data_dir": str(tmp_path)})
 
 
 def test_missing_idx_files_name_both_places(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
-        load_dataset({"dataset": "fashion_mnist", "data_dir": str(tmp_path)})
+        _load({"dataset": "fashion_mnist", "data_dir": str(tmp_path)})
     assert f"not found in {tmp_path / 'FashionMNIST' / 'raw'} or {tmp_path};" in str(error.value)
 
 
 @needs_fashion
 def test_real_fashion_mnist_official_split() -> None:
-    split = load_dataset({"dataset": "fashion_mnist", "data_dir": str(FASHION), "split": "official"})
+    split = _load({"dataset": "fashion_mnist", "data_dir": str(FASHION), "split": "official"})
     assert split.x_train.shape == (60000, 1, 28, 28) and split.x_test.shape == (10000, 1, 28, 28)
     assert (torch.bincount(split.y_train) == 6000).all() and (torch.bincount(split.y_test) == 1000).all()
     # The first train labels of the official files: ankle boot, T-shirt, T-shirt, dress, ...
@@ -211,12 +220,12 @@ def test_cifar10_batches(tmp_path: Path) -> None:
         batch = {b"data": rng.integers(0, 256, size=(10, 3072), dtype=np.uint8),
                  b"labels": list(range(10))}
         (folder / name).write_bytes(pickle.dumps(batch))
-    split = load_dataset({"dataset": "cifar10", "data_dir": str(tmp_path), "split": "official"})
+    split = _load({"dataset": "cifar10", "data_dir": str(tmp_path), "split": "official"})
     assert split.x_train.shape == (50, 3, 32, 32) and split.x_test.shape == (10, 3, 32, 32)
     assert split.num_classes == 10 and len(split.mean) == 3
     (folder / "test_batch").unlink()
     with pytest.raises(DataError, match=r"cifar-10-batches-py.*test_batch"):
-        load_dataset({"dataset": "cifar10", "data_dir": str(tmp_path)})
+        _load({"dataset": "cifar10", "data_dir": str(tmp_path)})
 
 
 # -- CUB-200-2011, Stanford Cars --------------------------------------------------------------
@@ -243,26 +252,26 @@ def test_cub200_splits_and_cache(tmp_path: Path) -> None:
     folder = _write_cub(tmp_path)
     base = {"dataset": "cub200", "data_dir": str(tmp_path), "dataset_params": {"image_size": 16}}
     # Default class_disjoint: the first half of the classes (1-100 of 200; here 1-2 of 4).
-    disjoint = load_dataset(base)
+    disjoint = _load(base)
     assert disjoint.x_train.shape == (6, 3, 16, 16) and disjoint.x_train.dtype == torch.uint8
     assert disjoint.num_classes == 2 and set(disjoint.y_test.tolist()) == {2, 3}
-    official = load_dataset({**base, "split": "official"})
+    official = _load({**base, "split": "official"})
     assert len(official.y_train) == 8 and len(official.y_test) == 4
     # The second load reads the cache: the images are no longer needed.
     shutil.rmtree(folder / "images")
-    again = load_dataset(base)
+    again = _load(base)
     assert torch.equal(again.x_train, disjoint.x_train)
     assert torch.equal(again.x_test, disjoint.x_test)
     assert not list(folder.glob("*.tmp"))
     # Another image size needs the images again.
     with pytest.raises(DataError, match=r"cub200: image .*\.jpg not found"):
-        load_dataset({**base, "dataset_params": {"image_size": 8}})
+        _load({**base, "dataset_params": {"image_size": 8}})
 
 
 def test_cub200_missing_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"cub200: not found in .*CUB_200_2011; expected "
                                         r"images\.txt.*no download") as error:
-        load_dataset({"dataset": "cub200", "data_dir": str(tmp_path), "download": True})
+        _load({"dataset": "cub200", "data_dir": str(tmp_path), "download": True})
     assert "\n" not in str(error.value)
 
 
@@ -282,10 +291,10 @@ def test_cars196_mat_annotations(tmp_path: Path) -> None:
             write_jpeg(folder / images / name, offset + i)
         scipy.io.savemat(folder / annos, {"annotations": table})
     base = {"dataset": "cars196", "data_dir": str(tmp_path), "dataset_params": {"image_size": 12}}
-    disjoint = load_dataset(base)  # classes 1-98 / 99-196; here 1-2 / 3-4
+    disjoint = _load(base)  # classes 1-98 / 99-196; here 1-2 / 3-4
     assert disjoint.x_train.shape == (8, 3, 12, 12) and disjoint.num_classes == 2
     assert set(disjoint.y_test.tolist()) == {2, 3}
-    official = load_dataset({**base, "split": "official"})
+    official = _load({**base, "split": "official"})
     assert official.x_test.shape == (8, 3, 12, 12) and official.num_classes == 4
     assert official.mean == pytest.approx((0.485, 0.456, 0.406))
 
@@ -302,7 +311,7 @@ def _tiny(tmp_path: Path, **params: object) -> dict[str, object]:
 
 def test_tiny_imagenet_official_split_and_labels(tmp_path: Path) -> None:
     write_tiny_imagenet(tmp_path, WNIDS, train_per_class=4, val_per_class=2)
-    split = load_dataset(_tiny(tmp_path))  # the default split is the official one
+    split = _load(_tiny(tmp_path))  # the default split is the official one
     assert split.x_train.shape == (12, 3, 16, 16) and split.x_test.shape == (6, 3, 16, 16)
     assert split.x_train.dtype == torch.uint8 and split.num_classes == 3
     assert split.mean == pytest.approx((0.485, 0.456, 0.406))
@@ -315,12 +324,12 @@ def test_tiny_imagenet_official_split_and_labels(tmp_path: Path) -> None:
 
 def test_tiny_imagenet_cache_is_reused(tmp_path: Path) -> None:
     folder = write_tiny_imagenet(tmp_path, WNIDS, train_per_class=2, val_per_class=1)
-    first = load_dataset(_tiny(tmp_path))
+    first = _load(_tiny(tmp_path))
     caches = list(folder.glob(".mlsweep-cache-16-*.npy"))
     assert len(caches) == 1
     for image in folder.glob("val/images/*.JPEG"):
         image.write_bytes(b"")  # would not decode
-    again = load_dataset(_tiny(tmp_path))
+    again = _load(_tiny(tmp_path))
     assert torch.equal(first.x_test, again.x_test) and torch.equal(first.x_train, again.x_train)
 
 
@@ -350,7 +359,7 @@ def test_tiny_imagenet_bad_files_are_one_line(tmp_path: Path, damage: str, messa
     else:
         shutil.rmtree(folder)
     with pytest.raises(DataError, match=message) as error:
-        load_dataset(_tiny(tmp_path))
+        _load(_tiny(tmp_path))
     assert "\n" not in str(error.value)
 
 

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
 from mlsweep import catalog
-from mlsweep.catalog import resolve
+from mlsweep.catalog import TrialConfig
 from mlsweep.diagnostics import greediness
 from mlsweep.diagnostics import variance_metrics as variance
 from mlsweep.diagnostics.base import EvalContext, StepContext, build_reporters
@@ -177,7 +177,7 @@ HAND_LABELS = torch.tensor([0, 0, 1, 1])
 ])
 def test_active_ratio_counted_by_hand(loss: str, margin: float, active: int, total: int) -> None:
     emb = HAND.clone().requires_grad_()
-    loss_fn = build_loss(resolve({"loss": loss, "margin": margin, "miner": "all"}), 2, 2)
+    loss_fn = build_loss(TrialConfig.from_mapping({"loss": loss, "margin": margin, "miner": "all"}), 2, 2)
     out = loss_fn(emb, HAND_LABELS, torch.Generator().manual_seed(0))
     out.loss.backward()
     step = one_step(StepContext(out.loss, out.terms, emb, nn.Linear(1, 1), loss_fn))
@@ -190,7 +190,7 @@ def small_step(seed: int) -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Ten
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
     model.unused = nn.Parameter(torch.ones(3))  # gets no gradient: left out of the norm
-    loss_fn = build_loss(resolve({"loss": "ccl"}), 3, 4)
+    loss_fn = build_loss(TrialConfig.from_mapping({"loss": "ccl"}), 3, 4)
     x = torch.randn(10, 6)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     return model, loss_fn, x, labels, F.normalize(model(x), dim=1)
@@ -353,7 +353,7 @@ def test_every_reporter_gives_exactly_its_catalog_columns(name: str) -> None:
     ctx = EvalContext(t(z).float(), t(labels), t(z).float(), t(labels))
     columns = set(build_reporters([name])[0].on_eval(ctx))
     emb = t(unit(z)).float().requires_grad_()
-    loss_fn = build_loss(resolve({"loss": "triplet"}), 3, 4)
+    loss_fn = build_loss(TrialConfig.from_mapping({"loss": "triplet"}), 3, 4)
     out = loss_fn(emb, t(labels), torch.Generator())
     out.loss.backward()
     stepper = build_reporters([name])[0]

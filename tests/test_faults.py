@@ -278,6 +278,7 @@ def killed_launch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = load_yaml("smoke.yaml")
     data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 25},
                               checkpoint_every={"value": 1})
+    data["pack"] = 2  # packs of 2 and 1 per loss: four packs on two slots, ending apart
     sweep_file = write_sweep(tmp, data)
     storage = tmp / "runs"
     checkpoints = storage / "smoke" / "checkpoints"
@@ -367,27 +368,33 @@ def test_the_next_launch_takes_the_stale_lock_and_runs_the_rest(killed_launch) -
     assert len(after) == 6 and after["trial_id"].is_unique and (after["status"] == "completed").all()
 
 
-def test_the_relaunch_resumes_the_killed_trials_from_their_checkpoints(killed_launch) -> None:
-    """Each trial the kill cut short with a checkpoint resumes from it, and its epochs are
-    an uninterrupted run's (in this process, on one thread as in a trial's worker)."""
+def test_the_relaunch_resumes_the_killed_packs_from_their_checkpoints(killed_launch) -> None:
+    """Each pack the kill cut short with a checkpoint (a folder per pack_id) resumes from it:
+    the relaunch packs the same missing trials together again. Their epochs are an
+    uninterrupted pack's (run here, on one thread as in a trial's worker)."""
     import torch
 
-    from mlsweep import run_trial
+    from mlsweep import run_trials
 
-    before, after = killed_launch["before"], killed_launch["after"].set_index("trial_id")
-    interrupted = {tid: epoch for tid, epoch in killed_launch["saved"].items()
-                   if tid not in set(before["trial_id"])}
-    assert interrupted, killed_launch["saved"]  # the driver was killed with a trial mid-way
-    assert after.loc[list(interrupted), "resumed_from_epoch"].tolist() == list(interrupted.values())
-    assert after.drop(index=list(interrupted))["resumed_from_epoch"].isna().all()
-    assert killed_launch["checkpoints_left"] == []  # deleted once their trials finished
+    before, after = killed_launch["before"], killed_launch["after"]
+    saved = killed_launch["saved"]
+    assert saved  # the driver was killed with a pack mid-way
+    resumed = after[after["resumed_from_epoch"].notna()]
+    assert set(resumed["pack_id"]) == set(saved)
+    assert not set(resumed["trial_id"]) & set(before["trial_id"])
+    for pack, epoch in saved.items():
+        assert (after.loc[after["pack_id"] == pack, "resumed_from_epoch"] == epoch).all()
+    assert killed_launch["checkpoints_left"] == []  # deleted once their packs finished
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for tid in interrupted:
-            alone = run_trial(killed_launch["configs"][tid])
-            epochs = killed_launch["epochs"]
-            pd.testing.assert_frame_equal(numbers(epochs[epochs["trial_id"] == tid], "epochs"),
-                                          numbers(alone.epochs, "epochs"), check_exact=True)
+        epochs = killed_launch["epochs"]
+        for pack in saved:
+            ids = set(after.loc[after["pack_id"] == pack, "trial_id"])
+            members = [tid for tid in killed_launch["configs"] if tid in ids]  # in the sweep's order
+            alone = run_trials([killed_launch["configs"][tid] for tid in members])
+            for tid, result in zip(members, alone, strict=True):
+                pd.testing.assert_frame_equal(numbers(epochs[epochs["trial_id"] == tid], "epochs"),
+                                              numbers(result.epochs, "epochs"), check_exact=True)
     finally:
         torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from datafiles import write_mnist
 
-from mlsweep.catalog import SETTINGS, resolve, trial_id, uses_feature_cache
+from mlsweep.catalog import SETTINGS, TrialConfig, resolve, trial_id, uses_feature_cache
 from mlsweep.trainer.features import FOLDER, FORMAT, cached
 from mlsweep.trainer.loop import TrialResult, run_trial
 
@@ -86,6 +86,8 @@ def test_no_cache_with_augmentation_or_a_trained_backbone(tmp_path: Path) -> Non
     assert not uses_feature_cache({**base, "augment": True})
     assert not uses_feature_cache({**base, "feature_cache": False})
     assert not uses_feature_cache(resolve({"freeze_backbone": True, "dataset": "cifar10"}))
+    assert uses_feature_cache(TrialConfig.from_mapping({"freeze_backbone": True}))
+    assert not uses_feature_cache(TrialConfig.from_mapping({"freeze_backbone": True, "augment": True}))
 
 
 def test_feature_cache_never_changes_a_trial_id() -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlsweep import catalog
-from mlsweep.catalog import resolve
+from mlsweep.catalog import TrialConfig
 from mlsweep.diagnostics import retrieval_metrics
 from mlsweep.trainer.data import load_dataset
 from mlsweep.trainer.loop import InjectedFailure, TrialResult, embed, run_trial, seed_everything
@@ -76,10 +76,10 @@ def test_fail_at_epoch_raises_injected_failure() -> None:
 
 
 def test_a_digits_trial_learns() -> None:
-    config = resolve({"dataset": "digits", "loss": "triplet", "epochs": 4, "torch_device": "cpu",
-                      "diagnostics": ["retrieval"]})
+    config = TrialConfig.from_mapping({"dataset": "digits", "loss": "triplet", "epochs": 4,
+                                       "torch_device": "cpu", "diagnostics": ["retrieval"]})
     # The same initialisation, untrained: what the trial starts from.
-    seed_everything(config["seed"])
+    seed_everything(config.seed)
     data = load_dataset(config)
     untrained = build_model(config, data.input_shape)
     before = retrieval_metrics(embed(untrained, data.x_test, data, nullcontext), data.y_test)
@@ -130,7 +130,7 @@ def test_summary_final_values_and_loss_decay() -> None:
 
 def test_steps_table_one_row_per_step() -> None:
     result = run(epochs=3, batch_size=50)
-    n_train = len(load_dataset(resolve(TINY)).y_train)  # 236: 4 full batches and one of 36
+    n_train = len(load_dataset(TrialConfig.from_mapping(TINY)).y_train)  # 236: 4 full batches and one of 36
     per_epoch = math.ceil(n_train / 50)
     steps = result.steps
     assert len(steps) == 3 * per_epoch

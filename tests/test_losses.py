@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mlsweep import catalog
-from mlsweep.catalog import resolve
+from mlsweep.catalog import TrialConfig
 from mlsweep.trainer.losses import (
     LossOutput,
     build_loss,
@@ -38,7 +38,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def loss_for(name: str, **settings: Any) -> torch.nn.Module:
-    return build_loss(resolve({"loss": name, **settings}), NUM_CLASSES, DIM)
+    return build_loss(TrialConfig.from_mapping({"loss": name, **settings}), NUM_CLASSES, DIM)
 
 
 def distances(emb: torch.Tensor) -> np.ndarray:

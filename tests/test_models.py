@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 from mlsweep import catalog
-from mlsweep.catalog import resolve
+from mlsweep.catalog import TrialConfig
 from mlsweep.errors import UserError
 from mlsweep.trainer.models import EmbeddingNet, build_model
 
@@ -30,7 +30,7 @@ SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
 
 def model(name: str, shape: tuple[int, ...], **settings: Any) -> EmbeddingNet:
     torch.manual_seed(0)
-    config = resolve({"model": name, "embedding_dim": EMB, **settings})
+    config = TrialConfig.from_mapping({"model": name, "embedding_dim": EMB, **settings})
     return build_model(config, shape)
 
 
@@ -133,8 +133,8 @@ def test_pretrained_path_loads_a_saved_state_dict(tmp_path: Path) -> None:
     path = tmp_path / "backbone.pt"
     torch.save(source.backbone.state_dict(), path)
     torch.manual_seed(1)  # another initialisation, which the file must overwrite
-    loaded = build_model(resolve({"model": "mlp", "hidden_sizes": [12], "embedding_dim": EMB,
-                                  "pretrained": str(path)}), (10,))
+    loaded = build_model(TrialConfig.from_mapping({"model": "mlp", "hidden_sizes": [12], "embedding_dim": EMB,
+                                                   "pretrained": str(path)}), (10,))
     for key, value in source.backbone.state_dict().items():
         assert torch.equal(loaded.backbone.state_dict()[key], value)
     assert not torch.equal(loaded.head.weight, source.head.weight)  # the head stays fresh

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +19,10 @@ import pytest
 import yaml
 from conftest import ROOT, load_yaml, write_sweep
 
-from mlsweep import catalog, orchestrator, read_results
-from mlsweep.orchestrator import EpochBatcher, launch
+from mlsweep import catalog, read_results, worker
+from mlsweep.orchestrator import launch
 from mlsweep.spec import expand, validate
+from mlsweep.worker import EpochBatcher, rows_of
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -46,6 +48,9 @@ def test_smoke_sweep_writes_every_table(smoke_run) -> None:
     assert set(TRIAL_COLUMNS) <= set(trials.columns)
     assert {f"final_{m}" for m in catalog.EPOCH_METRICS} <= set(trials.columns)
     assert (trials["status"] == "completed").all() and (trials["attempts"] == 1).all()
+    # Two slots, two losses: each loss's two seeds trained as one pack, its members' rows apart.
+    assert (trials["pack_size"] == 2).all() and trials.groupby("loss")["pack_id"].nunique().eq(1).all()
+    assert trials["pack_id"].nunique() == 2 and trials["pack_id"].str.startswith("pack-").all()
     epochs = read_results(str(run_dir), "epochs")
     assert set(catalog.EPOCH_METRICS) <= set(epochs.columns)
     assert len(epochs) == 4 * data["parameters"]["epochs"]["value"]
@@ -58,15 +63,48 @@ def test_smoke_sweep_writes_every_table(smoke_run) -> None:
 
 
 def test_trial_rows_match_an_in_process_run(smoke_run) -> None:
-    """The numbers a sweep records are the trainer's own: same config, same values."""
+    """The numbers a sweep records are the trainer's own: every packed member's epochs equal
+    its config trained alone in this process (timing aside)."""
     from mlsweep import run_trial
 
     data, storage, _ = smoke_run
-    trial = expand(validate(data))[0]
-    local = run_trial(trial.config).epochs.drop(columns=TIMING)
     swept = read_results(str(storage / "smoke"), "epochs")
-    swept = swept[swept["trial_id"] == trial.trial_id].sort_values("epoch")[local.columns]
-    pd.testing.assert_frame_equal(swept.reset_index(drop=True), local, check_dtype=False)
+    for trial in expand(validate(data)):
+        local = run_trial(trial.config).epochs.drop(columns=TIMING)
+        mine = swept[swept["trial_id"] == trial.trial_id].sort_values("epoch")[local.columns]
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), local, check_dtype=False,
+                                      check_exact=False, rtol=1e-6, atol=0)
+
+
+def _drop_trial(run_dir: Path, trial_id: str) -> None:
+    for table in ("trials", "epochs", "steps"):
+        (run_dir / "results" / table / f"{trial_id}.parquet").unlink()
+
+
+def test_a_partly_recorded_pack_runs_only_its_missing_member(smoke_run, tmp_path: Path) -> None:
+    data, storage, _ = smoke_run
+    shutil.copytree(storage / "smoke", tmp_path / "smoke")
+    before = read_results(str(tmp_path / "smoke"), "trials").set_index("trial_id")
+    lost = before.index[0]
+    _drop_trial(tmp_path / "smoke", lost)
+    summary = run(data, tmp_path)
+    assert (summary.launched, summary.skipped, summary.by_status) == (1, 3, {"completed": 1})
+    after = read_results(str(tmp_path / "smoke"), "trials").set_index("trial_id")
+    assert after.loc[lost, "pack_size"] == 1 and after.loc[lost, "pack_id"] == lost
+    kept = before.index.drop(lost)
+    assert (after.loc[kept, "finished_at"] == before.loc[kept, "finished_at"]).all()
+    assert after.loc[lost, "final_map_at_r"] == pytest.approx(before.loc[lost, "final_map_at_r"], rel=1e-6)
+
+
+def test_pack_1_trains_every_trial_alone_with_the_same_numbers(smoke_run, tmp_path: Path) -> None:
+    data, storage, _ = smoke_run
+    summary = run({**data, "pack": 1}, tmp_path)
+    assert summary.by_status == {"completed": 4}
+    alone = read_results(str(tmp_path / "smoke"), "trials").set_index("trial_id").sort_index()
+    assert (alone["pack_size"] == 1).all() and (alone["pack_id"] == alone.index).all()
+    packed = read_results(str(storage / "smoke"), "trials").set_index("trial_id").sort_index()
+    finals = [f"final_{m}" for m in ("train_loss", "map_at_r", "intra_var_mean", "active_ratio")]
+    pd.testing.assert_frame_equal(alone[finals], packed[finals], check_exact=False, rtol=1e-6, atol=0)
 
 
 def test_relaunch_runs_nothing_and_rewrites_nothing(smoke_run) -> None:
@@ -91,13 +129,15 @@ def test_extended_grid_runs_only_new_trials(tmp_path: Path) -> None:
 
 
 def batched(records: list[dict[str, Any]], every_s: float, last_epoch: int,
-            monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What an EpochBatcher reports for these epoch records (one step row each)."""
-    monkeypatch.setattr(orchestrator, "REPORT_EVERY_S", every_s)
+            monkeypatch: pytest.MonkeyPatch, members: int = 1) -> list[dict[str, Any]]:
+    """What an EpochBatcher reports for these epoch records (one step row each), every member
+    reporting the same records in turn, as a pack's members end each epoch together."""
+    monkeypatch.setattr(worker, "REPORT_EVERY_S", every_s)
     reports: list[dict[str, Any]] = []
-    batcher = EpochBatcher(reports.append, {"node": "here"}, last_epoch)
+    batcher = EpochBatcher(reports.append, {"node": "here"}, members, last_epoch)
     for record in records:
-        batcher(record, [{"epoch": record["epoch"], "loss": record["train_loss"]}])
+        for member in range(members):
+            batcher(member, record, [{"epoch": record["epoch"], "loss": record["train_loss"] + member}])
     batcher.flush()
     return reports
 
@@ -108,20 +148,30 @@ EPOCHS = [{"epoch": 1, "train_loss": 3.0, "map_at_r": 0.1}, {"epoch": 2, "train_
 
 def test_epochs_reach_the_driver_in_one_report_when_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     (report,) = batched(EPOCHS, 3600, 4, monkeypatch)
-    assert report["_records"] == EPOCHS and report["_meta"] == {"node": "here"}
-    assert report["_steps"] == {"epoch": [1, 2, 3, 4], "loss": [3.0, 2.0, 1.0, 0.5]}
+    (member,) = report["_members"]
+    assert member["records"] == EPOCHS and report["_meta"] == {"node": "here"}
+    assert member["steps"] == {"epoch": [1, 2, 3, 4], "loss": [3.0, 2.0, 1.0, 0.5]}
+    assert rows_of(member["steps"])[1] == {"epoch": 2, "loss": 2.0}
     # Each metric at its latest value; the latest evaluated one for evaluation metrics.
     assert report["epoch"] == 4 and report["train_loss"] == 0.5 and report["map_at_r"] == 0.3
     assert math.isnan(report["knn_acc"])  # never measured, but present for Tune's checks
+
+
+def test_a_packs_members_are_reported_apart_and_once_all_have_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    (report,) = batched(EPOCHS, 3600, 4, monkeypatch, members=3)
+    assert [m["records"] for m in report["_members"]] == [EPOCHS] * 3
+    assert [m["steps"]["loss"][0] for m in report["_members"]] == [3.0, 4.0, 5.0]
+    reports = batched(EPOCHS, 0, 4, monkeypatch, members=2)  # every call past the interval
+    assert [[len(m["records"]) for m in r["_members"]] for r in reports] == [[1, 0], [0, 1]] * 4
 
 
 def test_epochs_are_reported_at_the_interval_and_on_divergence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [r["epoch"] for r in batched(EPOCHS, 0, 4, monkeypatch)] == [1, 2, 3, 4]
     diverged = [*EPOCHS[:2], {"epoch": 3, "train_loss": math.inf}]
     reports = batched(diverged, 3600, 10, monkeypatch)  # ended before its last epoch
-    assert len(reports) == 1 and reports[0]["_records"] == diverged
+    assert len(reports) == 1 and reports[0]["_members"][0]["records"] == diverged
     # Epochs left when a trial raises are delivered by the final flush; nothing twice.
-    assert [len(r["_records"]) for r in batched(EPOCHS[:2], 3600, 4, monkeypatch)] == [2]
+    assert [len(r["_members"][0]["records"]) for r in batched(EPOCHS[:2], 3600, 4, monkeypatch)] == [2]
 
 
 def test_the_driver_side_imports_no_torch() -> None:
@@ -170,6 +220,7 @@ def test_diverged_trial_is_recorded_not_retried(tmp_path: Path) -> None:
 def test_killed_driver_loses_no_trial_and_relaunch_runs_each_once(tmp_path: Path) -> None:
     data = load_yaml("smoke.yaml")
     data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 25})
+    data["pack"] = 2  # packs of 2 and 1 per loss: four packs on two slots, ending apart
     sweep_file = write_sweep(tmp_path, data)
     storage = tmp_path / "runs"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
@@ -217,6 +268,7 @@ def test_a_signal_stops_launch_cleanly_and_relaunch_runs_the_rest(signum: int, t
     driver, as `kill` or a stopped Ray Job sends it."""
     data = load_yaml("smoke.yaml")
     data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 15})
+    data["pack"] = 2  # packs of 2 and 1 per loss: four packs on two slots, ending apart
     sweep_file = write_sweep(tmp_path, data)
     storage = tmp_path / "runs"
     proc = _launch_process(sweep_file, storage)

@@ -25,7 +25,7 @@ from pytorch_metric_learning.reducers import MeanReducer
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from mlsweep import run_trial, run_trials
-from mlsweep.catalog import pack_key, resolve
+from mlsweep.catalog import TrialConfig, pack_key, resolve
 from mlsweep.trainer.loop import InjectedFailure, TrialResult
 from mlsweep.trainer.losses import random_triplets
 from mlsweep.trainer.margin_losses import MarginLoss
@@ -123,6 +123,8 @@ def test_pack_key_groups_per_member_scalars_only() -> None:
     assert pack_key({**triplet, "margin": 0.1}) == pack_key(triplet)
     assert pack_key(resolve({**TINY, "loss": "triplet", "miner": "hard"})) != pack_key(triplet)
     assert pack_key(resolve({"dataset": "cifar10", "model": "resnet18"})) is None
+    for partial in ({**TINY, "loss": "supcon"}, {"dataset": "cifar10", "model": "resnet18"}):
+        assert pack_key(TrialConfig.from_mapping(partial)) == pack_key(resolve(partial))
 
 
 def test_pack_key_is_torch_free() -> None:

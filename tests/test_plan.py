@@ -41,7 +41,7 @@ def test_plan_marks_recorded_trials_and_estimates_the_rest_from_history(tmp_path
 
     table = runner.invoke(app, ["plan", str(sweep_file), "--storage", str(storage)])
     assert table.exit_code == 0, table.output
-    assert "4 (2 recorded, 2 to run)" in table.stdout
+    assert "4 (2 recorded, 2 to run in 2 packs for 2 slots here)" in table.stdout
     wall = f"0:00:{RAY_FIXED_S + 5:02.0f}"
     assert f"estimate: {wall} wall, 0.00 trial-hours on 2 concurrent slots" in table.stdout
     assert "(history: 2 completed trials of matching groups in" in table.stdout
@@ -50,11 +50,31 @@ def test_plan_marks_recorded_trials_and_estimates_the_rest_from_history(tmp_path
     assert sum(row.rstrip().endswith("no") for row in rows) == 2
 
 
+def test_plan_shows_the_packs_a_launch_here_trains(tmp_path: Path) -> None:
+    data = load_yaml("smoke.yaml")
+    data["parameters"]["seed"] = {"values": [0, 1, 2, 3]}  # two losses x four seeds, two slots
+    sweep_file = write_sweep(tmp_path, data)
+    shown = runner.invoke(app, ["plan", str(sweep_file), "--storage", str(tmp_path), "--format", "json"])
+    payload = json.loads(shown.stdout)
+    packs = payload["packs"]
+    assert payload["totals"]["packs"] == len(packs) == 2 and [len(p["trials"]) for p in packs] == [4, 4]
+    by_trial = {t["trial_id"]: t for t in payload["trials"]}
+    for pack in packs:
+        assert len({by_trial[tid]["config"]["loss"] for tid in pack["trials"]}) == 1
+        assert all(by_trial[tid]["pack_id"] == pack["pack_id"] for tid in pack["trials"])
+    table = runner.invoke(app, ["plan", str(sweep_file), "--storage", str(tmp_path)]).stdout
+    assert "8 to run in 2 packs for 2 slots here" in table
+    assert sum(" 1 (4) " in line for line in table.splitlines()) == 4
+    alone = runner.invoke(app, ["plan", str(write_sweep(tmp_path, {**data, "pack": 1}, "alone.yaml")),
+                                "--storage", str(tmp_path), "--format", "json"])
+    assert json.loads(alone.stdout)["totals"]["packs"] == 8
+
+
 def test_plan_without_history_says_there_is_no_estimate(tmp_path: Path) -> None:
     sweep_file = write_sweep(tmp_path, load_yaml("smoke.yaml"))
     shown = runner.invoke(app, ["plan", str(sweep_file), "--storage", str(tmp_path / "empty")])
     assert shown.exit_code == 0, shown.output
-    assert "4 (0 recorded, 4 to run)" in shown.stdout
+    assert "4 (0 recorded, 4 to run in 2 packs for 2 slots here)" in shown.stdout
     assert "no estimate: no earlier trials in" in shown.stdout and "--calibrate" in shown.stdout
 
 

@@ -20,9 +20,10 @@ from mlsweep.catalog.metrics import (
 )
 from mlsweep.catalog.miners import MINERS
 from mlsweep.catalog.models import MODELS, ModelInfo
-from mlsweep.catalog.packing import PER_MEMBER, pack_key, uses_feature_cache
+from mlsweep.catalog.packing import PER_MEMBER, pack_id, pack_key, uses_feature_cache
 from mlsweep.catalog.reporters import REPORTERS, ReporterInfo
 from mlsweep.catalog.settings import (
+    CONDITIONAL,
     NESTED,
     OPTIMIZERS,
     SAMPLERS,
@@ -40,11 +41,13 @@ from mlsweep.catalog.settings import (
     validate_config,
 )
 from mlsweep.catalog.tables import COLUMNS, STATUSES, TABLES
+from mlsweep.catalog.trial_config import TrialConfig
 
 __all__ = [
     "BASE_METRICS",
     "COLUMNS",
     "COMPARABLE",
+    "CONDITIONAL",
     "DATASETS",
     "EPOCH_METRICS",
     "LOSSES",
@@ -69,10 +72,12 @@ __all__ = [
     "ModelInfo",
     "ReporterInfo",
     "Setting",
+    "TrialConfig",
     "config_problems",
     "identity",
     "load",
     "not_one_of",
+    "pack_id",
     "pack_key",
     "param_problems",
     "parse_number",

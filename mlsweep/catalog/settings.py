@@ -185,6 +185,15 @@ SETTINGS: dict[str, Setting] = {
 # Per-name dictionaries that are merged over the catalog's defaults for the trial's loss/dataset.
 NESTED = {"loss_params": LOSSES, "dataset_params": DATASETS}
 
+# Settings that only some trials read, each with the test of whether a resolved config reads
+# it: `resolve` drops it from the others, so no trial id holds a setting its trial ignores.
+CONDITIONAL: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "hidden_sizes": lambda config: config["model"] == "mlp",
+    **{name: (lambda config, name=name: name in LOSSES[config["loss"]].uses)
+       for name in LOSS_DEPENDENT_SETTINGS},
+    "m_per_class": lambda config: config["sampler"] == "m_per_class",
+}
+
 _ADAPTERS: dict[str, TypeAdapter] = {}
 
 
@@ -279,7 +288,7 @@ def validate_config(settings: Mapping[str, Any], where: Callable[[str], str]) ->
 def resolve(partial: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]] | None = None,
             ) -> dict[str, Any]:
     """Fill defaults, apply data-set defaults, parse every value as its setting's type and drop
-    what the trial's loss does not read.
+    what the trial does not read (CONDITIONAL).
 
     `overrides` holds `loss_params` / `dataset_params` keyed by loss / data set name. Values
     are assumed valid (checked by the sweep validator or `config_problems`). Idempotent: a
@@ -294,13 +303,8 @@ def resolve(partial: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any
     config["split"] = config["split"] or dataset.default_split
     if config["augment"] is None:
         config["augment"] = dataset.colour
-    if config["model"] != "mlp":
-        del config["hidden_sizes"]
-    for name in LOSS_DEPENDENT_SETTINGS:
-        if name not in loss.uses:
-            del config[name]
-    if config["sampler"] != "m_per_class":
-        del config["m_per_class"]
+    for name in [name for name, reads in CONDITIONAL.items() if not reads(config)]:
+        del config[name]
     overrides = overrides or {}
     for key, info in (("loss_params", loss), ("dataset_params", dataset)):
         # Catalog defaults, then what a resolved config already holds, then the sweep's section.

@@ -20,6 +20,7 @@ OWN: dict[str, dict[str, str]] = {
     "trials": {"status": "string", "error": "string", "epochs_run": "int64", "attempts": "int64",
                "started_at": "timestamp", "finished_at": "timestamp", "wall_s": "float64",
                "device": "string", "node": "string", "resumed_from_epoch": "int64",
+               "pack_id": "string", "pack_size": "int64",
                **{f"final_{m}": "float64" for m in EPOCH_METRICS}, **TRIAL_METRICS},
     "epochs": {"epoch": "int64", **dict.fromkeys(EPOCH_METRICS, "float64")},
     "steps": {"epoch": "int64", "step": "int64", **dict.fromkeys(STEP_COLUMNS, "float64")},

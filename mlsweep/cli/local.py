@@ -47,13 +47,18 @@ def plan(
     """Validate a sweep file and show the trials it expands to, which of them the storage has
     recorded, and how long the rest will take; nothing is launched.
 
-    `--format json` prints one object: `sweep`, `trials` (list of {trial_id, config, recorded}),
-    `totals` (trials, recorded, pending, trial_epochs, resources_per_trial, max_concurrent_trials)
-    and `estimate` ({source: history | calibration | none, detail, slots, trial_hours, wall_s};
-    null numbers when there is no estimate).
+    Pending trials are shown in the packs a launch here would train them in (the sweep's
+    `pack`; a launch on a cluster sizes them to its slots).
+
+    `--format json` prints one object: `sweep`, `trials` (list of {trial_id, config, recorded,
+    pack_id}: null for a recorded trial), `packs` (list of {pack_id, trials}: the pending
+    trials' ids), `totals` (trials, recorded, pending, packs, trial_epochs, resources_per_trial,
+    max_concurrent_trials) and `estimate` ({source: history | calibration | none, detail, slots,
+    trial_hours, wall_s}; null numbers when there is no estimate).
     """
     from mlsweep.estimate import estimate
     from mlsweep.orchestrator import recorded, run_dir_of
+    from mlsweep.packs import local_slots, make_packs
     from mlsweep.spec import expand, load_sweep, totals
 
     as_json = wants_json(format)
@@ -64,19 +69,28 @@ def plan(
     base = storage or sweep.storage
     guess = estimate(sweep, pending, base if "://" in base else str(Path(base).expanduser().resolve()),
                      run_calibration=calibrate)
-    summary = {**totals(sweep, trials), "recorded": len(trials) - len(pending), "pending": len(pending)}
+    here = local_slots(sweep)
+    packs = make_packs(sweep, pending, here)
+    pack_of = {t.trial_id: p.pack_id for p in packs for t in p.trials}
+    summary = {**totals(sweep, trials), "recorded": len(trials) - len(pending), "pending": len(pending),
+               "packs": len(packs)}
     if as_json:
         print_json({"sweep": sweep.name,
-                    "trials": [{"trial_id": t.trial_id, "config": t.config, "recorded": t.trial_id in done}
-                               for t in trials],
+                    "trials": [{"trial_id": t.trial_id, "config": t.config, "recorded": t.trial_id in done,
+                                "pack_id": pack_of.get(t.trial_id)} for t in trials],
+                    "packs": [{"pack_id": p.pack_id, "trials": [t.trial_id for t in p.trials]}
+                              for p in packs],
                     "totals": summary, "estimate": _estimate_json(guess)})
         return
     varying = [k for k, p in sweep.parameters.items() if len(p.choices) > 1]
-    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying]), "recorded"]
-    print_table([{"trial_id": t.trial_id, **t.config, "recorded": done.get(t.trial_id, "no")}
+    columns = ["trial_id", *dict.fromkeys(["loss", "dataset", *varying]), "pack", "recorded"]
+    number = {p.pack_id: f"{n} ({len(p.trials)})" for n, p in enumerate(packs, 1)}
+    print_table([{"trial_id": t.trial_id, **t.config, "recorded": done.get(t.trial_id, "no"),
+                  "pack": number.get(pack_of.get(t.trial_id, ""), "-")}
                  for t in trials], columns, title=f"sweep {sweep.name}: {len(trials)} trials")
     res = summary["resources_per_trial"]
-    out.print(f"trials: {summary['trials']} ({summary['recorded']} recorded, {summary['pending']} to run)"
+    out.print(f"trials: {summary['trials']} ({summary['recorded']} recorded, {summary['pending']} to run"
+              f" in {len(packs)} pack{'s' * (len(packs) != 1)} for {here} slot{'s' * (here != 1)} here)"
               f"   trial-epochs: {summary['trial_epochs']}   "
               f"per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}   "
               f"max concurrent: {summary['max_concurrent_trials'] or 'as resources allow'}")
@@ -166,7 +180,7 @@ def train(
     format: Format = "table",
 ) -> None:
     """Run one trial in this process, no Ray: prints each epoch's diagnostics as it ends."""
-    from mlsweep.catalog import trial_id, validate_config
+    from mlsweep.catalog import TrialConfig, trial_id
     from mlsweep.results import write_trial
     from mlsweep.runfolder import require_writable_dir
     from mlsweep.trainer.loop import run_trial
@@ -174,19 +188,21 @@ def train(
     quiet = wants_json(format)
     options = {"loss": loss, "dataset": dataset}
     settings = _train_settings(set_, options)
-    config = validate_config(settings, lambda key: f"--{key}" if options.get(key) else f"--set {key}")
-    tid = trial_id(config)
+    config = TrialConfig.from_mapping(
+        settings, lambda key: f"--{key}" if options.get(key) else f"--set {key}")
+    resolved = config.as_dict()
+    tid = trial_id(resolved)
     if out_dir is not None:  # before training: a trial's minutes are not lost to a bad path
         require_writable_dir(str(out_dir), "--out")
     if not quiet:
-        out.print(f"trial {tid}: {config['loss']} on {config['dataset']}, {config['epochs']} epochs, "
-                  f"model {config['model']}")
+        out.print(f"trial {tid}: {config.loss} on {config.dataset}, {config.epochs} epochs, "
+                  f"model {config.model}")
     result = run_trial(config, on_epoch=None if quiet else lambda rec, _: out.print(_epoch_line(rec)))
     if out_dir is not None:
-        write_trial(str(out_dir), tid, "train", config, result.summary,
+        write_trial(str(out_dir), tid, "train", resolved, result.summary,
                     result.epochs.to_dict("records"), result.steps.to_dict("records"))
     if quiet:
-        payload = {"trial_id": tid, "config": config,
+        payload = {"trial_id": tid, "config": resolved,
                    "summary": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
                                for k, v in result.summary.items()},
                    "epochs": result.epochs.to_dict("records")}

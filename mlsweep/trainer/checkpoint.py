@@ -1,7 +1,7 @@
 """A pack's checkpoints in the run's storage, so that a retry or a relaunch resumes it exactly.
 
-`<run>/checkpoints/<pack>/epoch-000012.pt`, where `<pack>` is the trial id of a pack of one and
-a hash of the members' ids for a larger pack. A file holds what the pack's future depends on
+`<run>/checkpoints/<pack_id>/epoch-000012.pt` (catalog.pack_id: the trial id of a pack of one, a
+hash of the members' ids for a larger pack). A file holds what the pack's future depends on
 (the trainer's `state_dict`: networks, loss parameters, optimiser, every generator, counters)
 and every epoch record and step row so far, which a resumed pack hands to its callback again:
 the driver keeps only the latest attempt's epochs, so none is lost or counted twice. Reporters
@@ -16,7 +16,6 @@ with a warning naming it, never an error.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import random
 import time
@@ -29,6 +28,7 @@ import pyarrow.fs as pafs
 import torch
 
 from mlsweep import results
+from mlsweep.catalog import pack_id
 
 KEEP = 2  # newest files kept: the one before the latest is the fallback for a bad latest
 FORMAT = 1  # bumped when the layout of a checkpoint changes; other formats are skipped
@@ -36,13 +36,6 @@ FORMAT = 1  # bumped when the layout of a checkpoint changes; other formats are 
 
 class BadCheckpointWarning(UserWarning):
     """A checkpoint was skipped: unreadable, or written for other trials or another format."""
-
-
-def pack_name(trial_ids: Sequence[str]) -> str:
-    """The checkpoint folder's name of a pack: its trial id alone, else a hash of the ids."""
-    if len(trial_ids) == 1:
-        return trial_ids[0]
-    return "pack-" + hashlib.sha256(",".join(sorted(trial_ids)).encode()).hexdigest()[:12]
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -72,7 +65,7 @@ class Checkpoints:
 
     def __init__(self, root: str, trial_ids: Sequence[str], every: int, minutes: float) -> None:
         self.fs, base = results.filesystem(root)
-        self.folder = results.join(base, pack_name(trial_ids))
+        self.folder = results.join(base, pack_id(trial_ids))
         self.trial_ids = list(trial_ids)
         self.every, self.period_s = every, minutes * 60.0
         self.saved_at = time.monotonic()

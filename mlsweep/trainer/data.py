@@ -17,14 +17,14 @@ import os
 import pickle
 import struct
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlsweep.catalog import DATASETS, SETTINGS, load
+from mlsweep.catalog import DATASETS, TrialConfig, load
 from mlsweep.errors import UserError
 
 
@@ -84,25 +84,15 @@ class _Raw:
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # else: from train
 
 
-def load_dataset(config: Mapping[str, Any]) -> DataSplit:
-    """Load and split the data set a (resolved) trial config names.
-
-    Keys read: dataset, split, test_size, split_seed, data_dir, download, dataset_params;
-    missing ones take their defaults, so a partial config works too.
-    """
-    name = config["dataset"]
-    info = DATASETS[name]
-    request = _Request(
-        name=name,
-        root=data_root(config.get("data_dir")),
-        params={**info.params, **(config.get("dataset_params") or {})},
-        download=config.get("download", SETTINGS["download"].default),
-        split_seed=config.get("split_seed", SETTINGS["split_seed"].default),
-    )
+def load_dataset(config: TrialConfig) -> DataSplit:
+    """Load and split the data set a trial config names (its dataset, split, test_size,
+    split_seed, data_dir, download and dataset_params, the data set's defaults already filled
+    in by `resolve`)."""
+    info = DATASETS[config.dataset]
+    request = _Request(name=config.dataset, root=data_root(config.data_dir), params=config.dataset_params,
+                       download=config.download, split_seed=config.split_seed)
     raw = load(info.loader)(request)
-    train, test = _split_indices(
-        raw, name, config.get("split") or info.default_split,
-        config.get("test_size", SETTINGS["test_size"].default), request.split_seed)
+    train, test = _split_indices(raw, config.dataset, config.split, config.test_size, config.split_seed)
     return _build(raw, train, test, info.image)
 
 

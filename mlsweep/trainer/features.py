@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mlsweep.catalog import TrialConfig
 from mlsweep.trainer.data import DataSplit, data_root
 from mlsweep.trainer.sampling import prepare_batch
 
@@ -35,7 +36,7 @@ FORMAT = 1
 FOLDER = ".mlsweep-features"
 
 
-def frozen_features(config: Mapping[str, Any], data: DataSplit, backbone: nn.Module,
+def frozen_features(config: TrialConfig, data: DataSplit, backbone: nn.Module,
                     device: torch.device, autocast: Callable[[], Any], batch: int) -> DataSplit:
     """`data` with each split replaced by its (cached) backbone features, float32 [N, F].
 
@@ -43,8 +44,8 @@ def frozen_features(config: Mapping[str, Any], data: DataSplit, backbone: nn.Mod
     computed on `device` in chunks of `batch`, in eval mode and under `autocast`, as the
     trial's own forward pass computes them, and come back on the CPU.
     """
-    key = feature_key(config["model"], data, backbone, device)
-    name = f"{config['dataset']}-{config['model']}-{key}.pt"
+    key = feature_key(config.model, data, backbone, device)
+    name = f"{config.dataset}-{config.model}-{key}.pt"
     rows = {"train": len(data.x_train), "test": len(data.x_test)}
 
     def compute() -> dict[str, Tensor]:
@@ -55,7 +56,7 @@ def frozen_features(config: Mapping[str, Any], data: DataSplit, backbone: nn.Mod
         finally:
             backbone.to("cpu")
 
-    features = cached(data_root(config.get("data_dir")) / FOLDER / name, key, rows, compute)
+    features = cached(data_root(config.data_dir) / FOLDER / name, key, rows, compute)
     return dataclasses.replace(data, x_train=features["train"], x_test=features["test"],
                                image=False, mean=(), std=())
 

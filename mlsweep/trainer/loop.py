@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mlsweep.catalog import pack_key, trial_id, uses_feature_cache, validate_config
+from mlsweep.catalog import TrialConfig, pack_key, trial_id, uses_feature_cache
 from mlsweep.diagnostics.base import EvalContext, Reporter, StepContext, build_reporters
 from mlsweep.diagnostics.summary import TrialClock, summarize
 from mlsweep.trainer.checkpoint import Checkpoints, global_rng_state, set_global_rng_state
@@ -111,18 +111,18 @@ class _Trainer:
     their per-member scalars (catalog.packing): each has its own generator, seeded by its own
     seed, and its own slice of the stacked network, loss parameters and optimiser state."""
 
-    def __init__(self, configs: list[dict[str, Any]]) -> None:
+    def __init__(self, configs: list[TrialConfig]) -> None:
         self.configs = configs
         config = self.config = configs[0]
-        self.device = pick_device(config["torch_device"])
+        self.device = pick_device(config.torch_device)
         cuda = self.device.type == "cuda"
         self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext)
         data = load_dataset(config)
         nets, losses, self.generators = [], [], []
         for member in configs:  # each member's init and generator as it has them alone
-            self.generators.append(seed_everything(member["seed"]))
+            self.generators.append(seed_everything(member.seed))
             nets.append(build_model(member, data.input_shape))
-            losses.append(build_loss(member, data.num_classes, member["embedding_dim"]))
+            losses.append(build_loss(member, data.num_classes, member.embedding_dim))
         self.members = len(configs)
         if uses_feature_cache(config):  # such trials run alone (catalog.pack_key)
             # The whole net was built all the same: its random init drew the same numbers, so
@@ -135,11 +135,10 @@ class _Trainer:
         self.data = data.to(self.device)
         self.loss_fn = build_packed_loss(configs, losses).to(self.device)
         self.params = [p for p in (*self.model.parameters(), *self.loss_fn.parameters()) if p.requires_grad]
-        self.optimizer = make_optimizer(config["optimizer"], self.params, config["lr"],
-                                        config["weight_decay"])
-        self.reporters: list[Reporter] = build_reporters(config["diagnostics"])
-        self.subset = train_subset(len(self.data.y_train), config["train_subset"],
-                                   config["split_seed"]).to(self.device)
+        self.optimizer = make_optimizer(config.optimizer, self.params, config.lr, config.weight_decay)
+        self.reporters: list[Reporter] = build_reporters(config.diagnostics)
+        self.subset = train_subset(len(self.data.y_train), config.train_subset,
+                                   config.split_seed).to(self.device)
         self.alive = torch.ones(self.members, dtype=torch.bool, device=self.device)
         self.frozen: list[torch.Tensor] = []  # parameters at the epoch their member left
         self.step = 0
@@ -166,13 +165,13 @@ class _Trainer:
     def _epoch_batches(self) -> list[torch.Tensor]:
         """[P, batch] index tensors: each member's own batch order, batch by batch."""
         cfg = self.config
-        per_member = [epoch_batches(self.data.y_train, cfg["batch_size"], cfg["sampler"],
-                                    cfg.get("m_per_class", 0), g) for g in self.generators]
+        per_member = [epoch_batches(self.data.y_train, cfg.batch_size, cfg.sampler, cfg.m_per_class, g)
+                      for g in self.generators]
         return [torch.stack(batch) for batch in zip(*per_member, strict=True)]
 
     def _prepare(self, idx: torch.Tensor) -> torch.Tensor:
         """[P, batch, ...] model inputs; each member augments with its own generator."""
-        data, augment = self.data, self.config["augment"]
+        data, augment = self.data, self.config.augment
         if not (data.image and augment):
             return prepare_batch(data.x_train[idx], data, True, False, None)
         return torch.stack([prepare_batch(data.x_train[i], data, True, True, g)
@@ -194,7 +193,7 @@ class _Trainer:
 
     def train_epoch(self, epoch: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """One pass over the train split; per member, its epoch record and its step rows."""
-        if self.config["fail_at_epoch"] == epoch and self.resumed_from is None:
+        if self.config.fail_at_epoch == epoch and self.resumed_from is None:
             raise InjectedFailure(f"fail_at_epoch={epoch}: failing on purpose")
         self.model.train()
         start = time.perf_counter()
@@ -263,7 +262,12 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(kept)) if kept else math.nan
 
 
-def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | None = None,
+def _trial_config(config: Mapping[str, Any] | TrialConfig, where: Callable[[str], str]) -> TrialConfig:
+    """What the trainer reads: a mapping checked and resolved (its bad keys named by `where`)."""
+    return config if isinstance(config, TrialConfig) else TrialConfig.from_mapping(config, where)
+
+
+def run_trials(configs: Sequence[Mapping[str, Any] | TrialConfig], on_epoch: PackCallback | None = None,
                checkpoints: str | None = None, on_resume: ResumeCallback | None = None,
                ) -> list[TrialResult]:
     """Train several trials, those that can share a pack (catalog.pack_key) as one stacked
@@ -275,8 +279,11 @@ def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | No
     `checkpoints`: a folder or URI (`<run>/checkpoints`) where each pack keeps its checkpoints
     while it trains (deleted when it ends). A pack that finds one there resumes after its
     epoch: `on_resume(index, epoch)` hears it first, then `on_epoch` sees every epoch recorded
-    up to the checkpoint again, in order, so a callback that starts afresh misses none."""
-    cfgs = [validate_config(c, lambda key, i=i: f"run_trials[{i}]: {key}") for i, c in enumerate(configs)]
+    up to the checkpoint again, in order, so a callback that starts afresh misses none.
+
+    Each config is a TrialConfig or a mapping (resolved, as `mlsweep plan --format json` prints
+    it, or partial), which is checked and resolved into one (`TrialConfig.from_mapping`)."""
+    cfgs = [_trial_config(c, lambda key, i=i: f"run_trials[{i}]: {key}") for i, c in enumerate(configs)]
     groups: dict[Any, list[int]] = {}
     for i, cfg in enumerate(cfgs):
         groups.setdefault(pack_key(cfg) or ("alone", i), []).append(i)
@@ -288,14 +295,14 @@ def run_trials(configs: Sequence[Mapping[str, Any]], on_epoch: PackCallback | No
             lambda member, epoch, indices=indices: on_resume(indices[member], epoch))
         pack = [cfgs[i] for i in indices]
         store = None if checkpoints is None else Checkpoints(
-            checkpoints, [trial_id(c) for c in pack], pack[0]["checkpoint_every"],
-            pack[0]["checkpoint_minutes"])
+            checkpoints, [trial_id(c.as_dict()) for c in pack], pack[0].checkpoint_every,
+            pack[0].checkpoint_minutes)
         for i, result in zip(indices, _run_pack(pack, pack_on_epoch, store, pack_on_resume), strict=True):
             results[i] = result
     return [results[i] for i in range(len(cfgs))]
 
 
-def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None, store: Checkpoints | None,
+def _run_pack(cfgs: list[TrialConfig], on_epoch: PackCallback | None, store: Checkpoints | None,
               on_resume: ResumeCallback | None) -> list[TrialResult]:
     clock = TrialClock()
     trainer = _Trainer(cfgs)
@@ -309,11 +316,11 @@ def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None, store: 
         trainer.resumed_from = saved["epoch"]
         records, all_steps, active = saved["records"], saved["steps"], saved["active"]
         _replay(records, all_steps, saved["epoch"], on_epoch, on_resume)
-    for epoch in range((trainer.resumed_from or 0) + 1, cfg["epochs"] + 1):
+    for epoch in range((trainer.resumed_from or 0) + 1, cfg.epochs + 1):
         rows = trainer.train_epoch(epoch)
         diverged = [m for m in active if not math.isfinite(rows[m][0]["train_loss"])]
         going_on = [m for m in active if m not in diverged]
-        if going_on and (epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]):
+        if going_on and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             for member, values in trainer.evaluate(going_on).items():
                 rows[member][0].update(values)
         for member in active:
@@ -327,7 +334,7 @@ def _run_pack(cfgs: list[dict[str, Any]], on_epoch: PackCallback | None, store: 
         active = going_on
         if not active:
             break
-        if store is not None and epoch < cfg["epochs"] and store.due(epoch):
+        if store is not None and epoch < cfg.epochs and store.due(epoch):
             store.save(epoch, {"trainer": trainer.state_dict(), "records": records, "steps": all_steps,
                                "active": active})
     if store is not None:
@@ -352,11 +359,12 @@ def _replay(records: list[list[dict[str, Any]]], steps: list[list[dict[str, Any]
                 on_epoch(member, record, by_epoch.get(record["epoch"], []))
 
 
-def run_trial(config: Mapping[str, Any], on_epoch: EpochCallback | None = None) -> TrialResult:
-    """Train one trial: a pack of one (`run_trials`). `config` is a resolved config (as `mlsweep
-    plan --format json` prints) or a partial one, completed with defaults. `on_epoch(record,
-    step_rows)` sees each epoch as it ends. A non-finite loss ends the trial as `diverged`;
-    other errors propagate."""
-    cfg = validate_config(config, lambda key: f"run_trial: {key}")
+def run_trial(config: Mapping[str, Any] | TrialConfig, on_epoch: EpochCallback | None = None,
+              ) -> TrialResult:
+    """Train one trial: a pack of one (`run_trials`). `config` is a TrialConfig or a mapping: a
+    resolved config (as `mlsweep plan --format json` prints) or a partial one, completed with
+    defaults. `on_epoch(record, step_rows)` sees each epoch as it ends. A non-finite loss ends
+    the trial as `diverged`; other errors propagate."""
+    cfg = _trial_config(config, lambda key: f"run_trial: {key}")
     callback = None if on_epoch is None else (lambda _, record, steps: on_epoch(record, steps))
     return run_trials([cfg], callback)[0]

@@ -7,7 +7,6 @@ greediness diagnostics: the share of terms above 1e-6 is the active ratio.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -17,7 +16,7 @@ from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor, nn
 
-from mlsweep.catalog import LOSSES, load
+from mlsweep.catalog import LOSSES, TrialConfig, load
 from mlsweep.trainer import margin_losses
 
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -114,44 +113,44 @@ def _pml_output(pml: pml_losses.BaseMetricLossFunction, emb: Tensor, labels: Ten
 # config, the number of train classes and the embedding size in, the loss module out.
 
 
-def contrastive(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return SoloMarginLoss("contrastive", c["margin"], c["miner"])
+def contrastive(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return SoloMarginLoss("contrastive", c.margin, c.miner)
 
 
-def triplet(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return SoloMarginLoss("triplet", c["margin"], c["miner"])
+def triplet(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return SoloMarginLoss("triplet", c.margin, c.miner)
 
 
-def npair(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
+def npair(c: TrialConfig, k: int, d: int) -> nn.Module:
     return PMLLoss(pml_losses.NPairsLoss())
 
 
-def infonce(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.NTXentLoss(**c["loss_params"]))
+def infonce(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.NTXentLoss(**c.loss_params))
 
 
-def supcon(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.SupConLoss(**c["loss_params"]))
+def supcon(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.SupConLoss(**c.loss_params))
 
 
-def arcface(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    params = c["loss_params"]
+def arcface(c: TrialConfig, k: int, d: int) -> nn.Module:
+    params = c.loss_params
     return PMLLoss(pml_losses.ArcFaceLoss(k, d, margin=params["margin_deg"], scale=params["scale"]))
 
 
-def ccl(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return CenterContrastiveLoss(k, d, **c["loss_params"])
+def ccl(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return CenterContrastiveLoss(k, d, **c.loss_params)
 
 
-def multi_similarity(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.MultiSimilarityLoss(**c["loss_params"]), c["miner"],
+def multi_similarity(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.MultiSimilarityLoss(**c.loss_params), c.miner,
                    LOSSES["multi_similarity"].miner_margin)
 
 
-def proxy_anchor(c: Mapping[str, Any], k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.ProxyAnchorLoss(k, d, **c["loss_params"]))
+def proxy_anchor(c: TrialConfig, k: int, d: int) -> nn.Module:
+    return PMLLoss(pml_losses.ProxyAnchorLoss(k, d, **c.loss_params))
 
 
-def build_loss(config: Mapping[str, Any], num_classes: int, embedding_dim: int) -> nn.Module:
+def build_loss(config: TrialConfig, num_classes: int, embedding_dim: int) -> nn.Module:
     """The trial's loss module; its parameters (proxies, centres) join the optimiser."""
-    return load(LOSSES[config["loss"]].builder)(config, num_classes, embedding_dim)
+    return load(LOSSES[config.loss].builder)(config, num_classes, embedding_dim)

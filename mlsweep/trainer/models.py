@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from mlsweep.catalog import MODELS, load
+from mlsweep.catalog import MODELS, TrialConfig, load
 from mlsweep.errors import UserError
 
 
@@ -117,29 +117,29 @@ def vit_backbone(input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module
 # config and one sample's shape in, the backbone and its feature size out.
 
 
-def mlp(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return mlp_backbone(shape, c["hidden_sizes"])
+def mlp(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return mlp_backbone(shape, c.hidden_sizes)  # resolve keeps hidden_sizes for the mlp
 
 
-def convnet(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
+def convnet(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
     return convnet_backbone(shape)
 
 
-def resnet18(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return resnet("resnet18", shape, c["pretrained"])
+def resnet18(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return resnet("resnet18", shape, c.pretrained)
 
 
-def resnet50(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return resnet("resnet50", shape, c["pretrained"])
+def resnet50(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return resnet("resnet50", shape, c.pretrained)
 
 
-def vit_b_32(c: Mapping[str, Any], shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return vit_backbone(shape, c["pretrained"])
+def vit_b_32(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
+    return vit_backbone(shape, c.pretrained)
 
 
-def build_model(config: Mapping[str, Any], input_shape: Sequence[int]) -> EmbeddingNet:
+def build_model(config: TrialConfig, input_shape: Sequence[int]) -> EmbeddingNet:
     """The trial's network; `pretrained` is none, imagenet (torchvision weights) or a file."""
-    name, pretrained = config["model"], config["pretrained"]
+    name, pretrained = config.model, config.pretrained
     if pretrained == "imagenet" and not MODELS[name].imagenet:
         raise UserError(f"pretrained: imagenet weights exist only for torchvision models, not {name}")
     try:
@@ -149,7 +149,7 @@ def build_model(config: Mapping[str, Any], input_shape: Sequence[int]) -> Embedd
                         f"{torch.hub.get_dir()}/checkpoints or use pretrained: PATH") from None
     if pretrained not in ("none", "imagenet"):
         _load_state(backbone, Path(pretrained).expanduser())
-    return EmbeddingNet(backbone, features, config["embedding_dim"], config["freeze_backbone"])
+    return EmbeddingNet(backbone, features, config.embedding_dim, config.freeze_backbone)
 
 
 def _load_state(backbone: nn.Module, path: Path) -> None:

@@ -8,13 +8,14 @@ from its own config (its temperature, scale, ...), so its value is the one it ha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from mlsweep.catalog import TrialConfig
 from mlsweep.trainer.margin_losses import MarginLoss, PackedLossOutput
 
 
@@ -47,12 +48,12 @@ class MemberwiseLoss(nn.Module):
         return PackedLossOutput(torch.stack(losses), torch.cat(terms), counts)
 
 
-def build_packed_loss(configs: Sequence[Mapping[str, Any]], modules: Sequence[nn.Module],
+def build_packed_loss(configs: Sequence[TrialConfig], modules: Sequence[nn.Module],
                       ) -> nn.Module:
     """The pack's loss: `modules` are the members' solo loss modules (built by build_loss in
     each member's seeded order, so their parameters start as they would alone)."""
     first = configs[0]
-    if first["loss"] in ("contrastive", "triplet"):
-        return MarginLoss(first["loss"], first["miner"], [c["margin"] for c in configs])
+    if first.loss in ("contrastive", "triplet"):
+        return MarginLoss(first.loss, first.miner, [c.margin for c in configs])
     return MemberwiseLoss(modules)
 

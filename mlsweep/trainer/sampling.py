@@ -13,14 +13,15 @@ import torch
 from mlsweep.trainer.data import DataSplit
 
 
-def epoch_batches(labels: torch.Tensor, batch_size: int, sampler: str, m_per_class: int,
+def epoch_batches(labels: torch.Tensor, batch_size: int, sampler: str, m_per_class: int | None,
                   generator: torch.Generator) -> list[torch.Tensor]:
     """Index tensors (on labels' device) of one epoch's batches.
 
     `random`: a permutation of all samples cut into batches; a last batch of one sample is
     dropped (it forms no pair). `m_per_class`: len(labels) // batch_size batches, each of
     m_per_class samples from each of batch_size // m_per_class distinct classes (fewer if the
-    data has fewer classes); see _m_per_class.
+    data has fewer classes); see _m_per_class. `m_per_class` is None beside the random
+    sampler (a TrialConfig holds None for a setting its trial does not read).
     """
     if sampler == "random":
         order = torch.randperm(len(labels), generator=generator, device=generator.device)
