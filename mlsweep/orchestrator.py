@@ -408,14 +408,15 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
 
     from mlsweep.tracking import trackers
 
-    packs = {p.pack_id: p.configs for p in make_packs(sweep, pending, cluster_slots(sweep))}
+    packs = {p.pack_id: p.configs for p in make_packs(sweep, pending, cluster_slots(sweep),
+                                                      keep=resumable_packs(folder, pending))}
     overrides = sweep.overrides()
     progress = SweepProgress(n_samples, verbose)
     sink = BackgroundWriter(storage_timeout, folder.uri)
     writer = make_writer(folder.uri, sweep.name, packs, overrides, progress, stopping, sink)
     resources = tune.with_resources(
         tune.with_parameters(trainable, packs=packs, overrides=overrides,
-                             checkpoints=folder.uri_of("checkpoints")),
+                             checkpoints=folder.checkpoints_uri),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     mode = "max" if sweep.metric.goal == "maximize" else "min"
     tune_config = tune.TuneConfig(
@@ -451,6 +452,20 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
         summary.storage_error = sink.error
         summary.elapsed_s = time.perf_counter() - t0
         summary.by_status = dict(progress.by_status)
+
+
+def resumable_packs(folder: RunFolder, pending: list[Trial]) -> list[list[str]]:
+    """Member ids of the packs stopped with a checkpoint whose members all still run; the
+    checkpoints of the others (a member recorded since) are deleted: no pack of theirs can
+    resume."""
+    waiting = {t.trial_id for t in pending}
+    keep = []
+    for pack, members in folder.checkpointed_packs().items():
+        if set(members) <= waiting:
+            keep.append(members)
+        else:
+            folder.drop_checkpoints(pack)
+    return keep
 
 
 def cluster_slots(sweep: Sweep) -> int:

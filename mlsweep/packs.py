@@ -59,17 +59,23 @@ def packs_of_one(sweep: Sweep) -> bool:
     return sweep.pack == 1 or sweep.method != "grid" or sweep.scheduler != "none"
 
 
-def make_packs(sweep: Sweep, trials: Sequence[Trial], slots: int) -> list[Pack]:
+def make_packs(sweep: Sweep, trials: Sequence[Trial], slots: int,
+               keep: Sequence[Sequence[str]] = ()) -> list[Pack]:
     """`trials` (in order) grouped into packs: trials that cannot share a pack, or a sweep that
     does not pack, give packs of one. Within a group of packable trials the packs are of
-    near-equal sizes (differing by at most one) and keep the trials' order."""
+    near-equal sizes (differing by at most one) and keep the trials' order. `keep`: member ids
+    of packs to form as they were (packs stopped with a checkpoint, which resume only with the
+    same members), where every member is among `trials`; they come first."""
+    by_id = {t.trial_id: t for t in trials}
+    kept = [tuple(by_id[tid] for tid in ids) for ids in keep if ids and all(tid in by_id for tid in ids)]
+    taken = {t.trial_id for members in kept for t in members}
+    packs = [Pack(pack_id([t.trial_id for t in members]), members) for members in kept]
     groups: dict[object, list[Trial]] = {}
-    for i, trial in enumerate(trials):
+    for i, trial in enumerate(t for t in trials if t.trial_id not in taken):
         key = None if packs_of_one(sweep) else pack_key(trial.config)
         groups.setdefault(key if key is not None else ("alone", i), []).append(trial)
     sizes = [len(g) for g in groups.values()]
-    limit = sweep.pack if isinstance(sweep.pack, int) else _auto_limit(sizes, slots)
-    packs = []
+    limit = sweep.pack if isinstance(sweep.pack, int) else _auto_limit(sizes, max(1, slots - len(kept)))
     for group in groups.values():
         count = math.ceil(len(group) / limit)
         size, extra = divmod(len(group), count)

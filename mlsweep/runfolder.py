@@ -2,8 +2,9 @@
 
 `<storage>/<sweep name>/` holds `sweep.yaml` (the sweep as launched), `manifest.json` (every
 trial id ever planned, one line per launch), `results/<table>/` (Parquet), `analysis/`,
-`report.html` and `tune/` (Ray Tune's own state). A folder `mlsweep train --out` wrote holds
-`results/` only; it is a run folder too (no manifest). Local folders and s3:// URIs alike.
+`report.html`, `tune/` (Ray Tune's own state) and `checkpoints/` (packs stopped while
+training). A folder `mlsweep train --out` wrote holds `results/` only; it is a run folder too
+(no manifest). Local folders and s3:// URIs alike.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from mlsweep.errors import UserError
 MANIFEST = "manifest.json"
 SWEEP_FILE = "sweep.yaml"
 LOCK = "launch.lock"
+CHECKPOINTS = "checkpoints"  # <run>/checkpoints/<pack_id>/: a training pack's checkpoints
+MEMBERS = "members.json"  # beside them: the pack's trial ids, readable without torch
 HEARTBEAT_S = 30.0  # a launch rewrites its lock this often
 STALE_AFTER_S = 120.0  # a lock not rewritten for this long has lost its owner (another host's)
 _HELD: set[str] = set()  # tokens of the locks this process holds now
@@ -68,6 +71,10 @@ class RunFolder:
     @property
     def tune_uri(self) -> str:
         return self.uri_of("tune")
+
+    @property
+    def checkpoints_uri(self) -> str:
+        return self.uri_of(CHECKPOINTS)
 
     # --- what it holds --------------------------------------------------------------------------
 
@@ -160,6 +167,26 @@ class RunFolder:
             return None if text is None else dict(json.loads(text))
         except (OSError, ValueError, TypeError):
             return {"beat": 0.0}
+
+    def checkpointed_packs(self) -> dict[str, list[str]]:
+        """The packs with checkpoints (stopped while training): pack id -> member trial ids."""
+        root = self._path(CHECKPOINTS)
+        if self.fs.get_file_info(root).type != pafs.FileType.Directory:
+            return {}
+        packs = {}
+        for entry in self.fs.get_file_info(pafs.FileSelector(root)):
+            if entry.type != pafs.FileType.Directory:
+                continue
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                text = self._read(f"{CHECKPOINTS}/{entry.base_name}/{MEMBERS}")
+                if text is not None:
+                    packs[entry.base_name] = [str(t) for t in json.loads(text)["trial_ids"]]
+        return packs
+
+    def drop_checkpoints(self, pack_id: str) -> None:
+        """Delete a pack's checkpoints (none of it can resume: some member is recorded)."""
+        with contextlib.suppress(OSError, FileNotFoundError):
+            self.fs.delete_dir(self._path(CHECKPOINTS, pack_id))
 
     def _heartbeat(self, me: dict[str, Any], done: threading.Event) -> None:
         while not done.wait(HEARTBEAT_S):

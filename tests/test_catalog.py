@@ -334,12 +334,20 @@ LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runf
           "estimate": 7, "analysis": 8, "report_charts": 8, "report": 9, "cli": 10}
 
 
+def _is_room(name: str) -> bool:
+    """A module or subpackage of mlsweep (not a name its __init__ re-exports)."""
+    package = ROOT / "mlsweep"
+    return (package / f"{name}.py").exists() or (package / name / "__init__.py").exists()
+
+
 def imported_rooms(path: Path) -> set[str]:
     rooms = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                  else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
                  else [])
+        if isinstance(node, ast.ImportFrom) and node.module == "mlsweep":  # from mlsweep import results
+            names = [f"mlsweep.{a.name}" for a in node.names if _is_room(a.name)]
         rooms |= {n.split(".")[1] for n in names if n.startswith("mlsweep.")}
     return rooms
 

@@ -25,7 +25,9 @@ from conftest import load_yaml, numbers
 from mlsweep import read_results, run_trials
 from mlsweep.catalog import pack_id, pack_key, resolve, trial_id
 from mlsweep.orchestrator import launch
-from mlsweep.spec import validate
+from mlsweep.results import write_trial
+from mlsweep.runfolder import RunFolder
+from mlsweep.spec import expand, validate
 from mlsweep.trainer.checkpoint import BadCheckpointWarning
 from mlsweep.trainer.loop import InjectedFailure, TrialResult
 
@@ -65,10 +67,11 @@ def same_numbers(resumed: TrialResult, alone: TrialResult) -> None:
 
 
 def checkpoint_files(root: Path) -> dict[str, list[str]]:
-    """Each pack's folder under `root` and the files in it."""
+    """Each pack's folder under `root` and the checkpoint files in it (members.json aside)."""
     if not root.exists():
         return {}
-    return {d.name: sorted(f.name for f in d.iterdir()) for d in sorted(root.iterdir())}
+    return {d.name: sorted(f.name for f in d.iterdir() if f.name != "members.json")
+            for d in sorted(root.iterdir())}
 
 
 # A pack of one and a pack of three (per-member seed and margin, or loss parameters: arcface's
@@ -102,6 +105,8 @@ def test_a_resumed_pack_equals_an_uninterrupted_one(pack: str, interrupt: str, t
             run_trials(configs, on_epoch=stop_at(4), checkpoints=str(root))
     folder = pack_id([trial_id(resolve(c)) for c in configs])
     assert checkpoint_files(root) == {folder: ["epoch-000002.pt", "epoch-000003.pt"]}  # the latest two
+    # Beside them, the members, for a relaunch's driver (which reads no torch files).
+    assert RunFolder(str(tmp_path)).checkpointed_packs() == {folder: [trial_id(resolve(c)) for c in configs]}
     seen: list[tuple[int, int]] = []
     resumed_after: list[tuple[int, int]] = []
     resumed = run_trials(configs, on_epoch=lambda i, record, steps: seen.append((i, record["epoch"])),
@@ -236,3 +241,39 @@ def test_a_tune_retry_resumes_from_the_checkpoint_and_is_recorded_once(tmp_path:
         assert retried["epoch"].tolist() == straight["epoch"].tolist()  # each epoch once
         pd.testing.assert_frame_equal(retried, straight, check_exact=True)
     assert not any((run_dir / "checkpoints").glob("*/*"))  # deleted once finished
+
+
+def test_a_relaunch_trains_a_checkpointed_pack_with_the_same_members(tmp_path: Path) -> None:
+    """Left alone, `pack: auto` would pack the missing trials anew (here: one pack of four); a
+    pack stopped with a checkpoint is kept as it was and resumes, the rest packed around it."""
+    data = load_yaml("smoke.yaml")
+    data["parameters"].update(loss={"value": "triplet"}, seed={"values": [0, 1, 2, 3]},
+                              epochs={"value": 5}, checkpoint_every={"value": 1})
+    data["max_concurrent_trials"] = 1
+    sweep = validate(data)
+    trials = expand(sweep)
+    stopped = [t.config for t in trials[1:3]]  # seeds 1 and 2 as a pack, stopped at epoch 4
+    with pytest.raises(Stop):
+        run_trials(stopped, on_epoch=stop_at(4), checkpoints=str(tmp_path / "smoke" / "checkpoints"))
+    stale = [trials[0].config, trials[3].config]  # a pack whose member is recorded before relaunch
+    with pytest.raises(Stop):
+        run_trials(stale, on_epoch=stop_at(3), checkpoints=str(tmp_path / "smoke" / "checkpoints"))
+    folder = tmp_path / "smoke"
+    results_of_seed_0 = run_trials([trials[0].config])[0]
+    write_trial(str(folder), trials[0].trial_id, "smoke", trials[0].config,
+                {**results_of_seed_0.summary, "attempts": 1}, results_of_seed_0.epochs.to_dict("records"),
+                results_of_seed_0.steps.to_dict("records"))
+    summary = launch(sweep, yaml.safe_dump(data), storage=str(tmp_path))
+    assert summary.launched == 3 and summary.by_status == {"completed": 3}
+    rows = read_results(str(folder), "trials").set_index("seed")
+    kept = pack_id([t.trial_id for t in trials[1:3]])
+    assert (rows.loc[[1, 2], "pack_id"] == kept).all() and (rows.loc[[1, 2], "resumed_from_epoch"] == 3).all()
+    assert rows.loc[3, "pack_size"] == 1 and pd.isna(rows.loc[3, "resumed_from_epoch"])
+    alone = run_trials(stopped)
+    epochs = read_results(str(folder), "epochs")
+    for seed, result in zip((1, 2), alone, strict=True):
+        mine = numbers(epochs[epochs["seed"] == seed].sort_values("epoch"), "epochs")
+        theirs = numbers(result.epochs, "epochs")[mine.columns]
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), theirs.reset_index(drop=True),
+                                      check_exact=True, check_dtype=False)
+    assert checkpoint_files(folder / "checkpoints") == {}  # the stale pack's too

@@ -76,3 +76,14 @@ def test_a_bad_pack_value_is_one_line(bad: Any) -> None:
     with pytest.raises(UserError) as err:
         sweep_of(pack=bad)
     assert str(err.value).count("\n") == 0 and "pack: must be auto or a whole number" in str(err.value)
+
+
+def test_kept_packs_are_formed_as_they_were_and_the_rest_around_them() -> None:
+    sweep = sweep_of()
+    trials = expand(sweep)
+    ids = [t.trial_id for t in trials]
+    kept = [ids[1:4], [ids[0], "recorded-already"]]  # the second cannot be kept: a member is missing
+    packs = make_packs(sweep, trials, slots=2, keep=kept)
+    assert [t.trial_id for t in packs[0].trials] == ids[1:4] and packs[0].pack_id == pack_id(ids[1:4])
+    assert sorted(t.trial_id for p in packs for t in p.trials) == sorted(ids)  # each trial once
+    assert len(packs) >= 2 and all(len({pack_key(t.config) for t in p.trials}) == 1 for p in packs)

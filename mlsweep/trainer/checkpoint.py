@@ -1,12 +1,13 @@
 """A pack's checkpoints in the run's storage, so that a retry or a relaunch resumes it exactly.
 
 `<run>/checkpoints/<pack_id>/epoch-000012.pt` (catalog.pack_id: the trial id of a pack of one, a
-hash of the members' ids for a larger pack). A file holds what the pack's future depends on
-(the trainer's `state_dict`: networks, loss parameters, optimiser, every generator, counters)
-and every epoch record and step row so far, which a resumed pack hands to its callback again:
-the driver keeps only the latest attempt's epochs, so none is lost or counted twice. Reporters
-keep nothing across epochs (their `end_epoch` empties them), so a checkpoint taken at an
-epoch's end needs none of their state.
+hash of the members' ids for a larger pack), with `members.json` beside them: the member ids,
+which a relaunch's driver reads (without torch) to train the same pack again. A file holds what
+the pack's future depends on (the trainer's `state_dict`: networks, loss parameters, optimiser,
+every generator, counters) and every epoch record and step row so far, which a resumed pack
+hands to its callback again: the driver keeps only the latest attempt's epochs, so none is lost
+or counted twice. Reporters keep nothing across epochs (their `end_epoch` empties them), so a
+checkpoint taken at an epoch's end needs none of their state.
 
 Files are written atomically through the pyarrow file systems (local folders and s3:// alike)
 and the latest two are kept: a file cut short falls back to the one before, or to scratch,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import random
 import time
 import warnings
@@ -29,6 +31,7 @@ import torch
 
 from mlsweep import results
 from mlsweep.catalog import pack_id
+from mlsweep.runfolder import MEMBERS
 
 KEEP = 2  # newest files kept: the one before the latest is the fallback for a bad latest
 FORMAT = 1  # bumped when the layout of a checkpoint changes; other formats are skipped
@@ -78,6 +81,9 @@ class Checkpoints:
         """Write the checkpoint of `epoch` atomically, then drop all but the newest KEEP."""
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, "trial_ids": self.trial_ids, "epoch": epoch, **state}, buffer)
+        if not self._files():  # the pack's members, for a relaunch's driver to keep them together
+            text = json.dumps({"trial_ids": self.trial_ids}).encode()
+            results.write_atomic(self.fs, f"{self.folder}/{MEMBERS}", lambda stream: stream.write(text))
         results.write_atomic(self.fs, f"{self.folder}/epoch-{epoch:06d}.pt",
                              lambda stream: stream.write(buffer.getbuffer()))
         self.saved_at = time.monotonic()
