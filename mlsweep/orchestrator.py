@@ -1,8 +1,11 @@
 """Run a sweep's pending trials on Ray Tune, streaming results to Parquet from the driver.
 
-Trials already recorded are skipped, so a launch can be repeated after Ctrl-C, a crash or an
-extended grid. Workers only train and report; the driver writes every file (one Tune
-callback), so a multi-node run needs shared storage for Tune's state but not for results.
+Pending trials are grouped into packs (mlsweep.packs), each one Tune trial that trains its
+members as one stacked model (mlsweep.worker). Trials already recorded are skipped, so a launch
+can be repeated after Ctrl-C, a crash or an extended grid. Workers train, report and write
+their packs' checkpoints (`<run>/checkpoints`); the driver writes every results file (one Tune
+callback), so a multi-node run needs shared storage for Tune's state and the checkpoints, but
+not for results.
 """
 
 from __future__ import annotations
