@@ -1,9 +1,9 @@
 """`mlsweep plan`'s time estimate against the wall time of the launch it predicts.
 
-Two sources, each against a real `mlsweep launch` timed from outside: calibration (one short
-trial per group, in the planning process) on the quickstart and paper-synthetic sweeps, and
-history (the storage's earlier run) on the quickstart's second half of seeds after its first
-half ran. Target: every estimate within 0.5x-2x of the actual wall time.
+Two sources, each against a real `mlsweep launch` timed from outside, on the quickstart and
+paper-synthetic sweeps: calibration (a short trial per group, in the planning process) for the
+whole sweep, and history (the storage's earlier run) for the sweep's second half of seeds
+after its first half ran. Target: every estimate within 0.5x-2x of the actual wall time.
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
         path, spec = _sweep(tmp, name, quick)
         cases.append((f"{name} ({len(expand(validate(spec)))} trials)",
                       *_measure(path, spec, tmp / f"cal-{name}", calibrate=True)))
-    storage = tmp / "history"
-    first, _ = _sweep(tmp, "quickstart", quick, [0, 1, 2])
-    timed_command([MLSWEEP, "launch", str(first), "--storage", str(storage)])
-    second, second_spec = _sweep(tmp, "quickstart", quick, [3, 4, 5])  # same run folder: new trials
-    cases.append(("quickstart seeds 3-5 after 0-2", *_measure(second, second_spec, storage, False)))
+        seeds = yaml.safe_load((ROOT / "sweeps" / f"{name}.yaml").read_text())["parameters"]["seed"]["values"]
+        earlier, later = seeds[:len(seeds) // 2], seeds[len(seeds) // 2:]
+        storage = tmp / f"history-{name}"
+        first, _ = _sweep(tmp, name, quick, earlier)
+        timed_command([MLSWEEP, "launch", str(first), "--storage", str(storage)])
+        second, second_spec = _sweep(tmp, name, quick, later)  # same run folder: new trials
+        cases.append((f"{name} seeds {later[0]}-{later[-1]} after {earlier[0]}-{earlier[-1]}",
+                      *_measure(second, second_spec, storage, False)))
     for label, planned, actual, source in cases:
         ratio = planned / actual
         section.rows.append([label, source, f"{planned:.0f}", f"{actual:.0f}", f"{ratio:.2f}"])
