@@ -8,6 +8,7 @@ after its first half ran. Target: every estimate within 0.5x-2x of the actual wa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -30,17 +31,21 @@ def _sweep(tmp: Path, name: str, quick: bool, seeds: list[int] | None = None) ->
     return path, spec
 
 
-def _measure(path: Path, spec: dict, storage: Path, calibrate: bool) -> tuple[float, float, str]:
+def _measure(path: Path, spec: dict, storage: Path, calibrate: bool) -> tuple[float, float, str, str]:
+    """Estimate, actual seconds, the source, and the load average (1 min) before the estimate
+    and after the launch: a shared machine's load moves the actual time, not the estimate."""
     sweep = validate(spec)
+    before = os.getloadavg()[0]
     planned = estimate(sweep, expand(sweep), str(storage), run_calibration=calibrate)
     log(f"{path.name}: estimate {planned.wall_s:.0f} s ({planned.source}); launching")
     actual = timed_command([MLSWEEP, "launch", str(path), "--storage", str(storage)])
-    return planned.wall_s, actual, planned.source
+    return planned.wall_s, actual, planned.source, f"{before:.1f} / {os.getloadavg()[0]:.1f}"
 
 
 def run(tmp: Path, quick: bool, repeat: int) -> Section:
     section = Section("Time estimates (`mlsweep plan`) vs the actual launch",
-                      ["sweep", "source", "estimate (s)", "actual (s)", "estimate / actual"])
+                      ["sweep", "source", "estimate (s)", "actual (s)", "estimate / actual",
+                       "load before / after"])
     cases = []
     for name in SWEEPS[:1] if quick else SWEEPS:
         path, spec = _sweep(tmp, name, quick)
@@ -54,9 +59,9 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
         second, second_spec = _sweep(tmp, name, quick, later)  # same run folder: new trials
         cases.append((f"{name} seeds {later[0]}-{later[-1]} after {earlier[0]}-{earlier[-1]}",
                       *_measure(second, second_spec, storage, False)))
-    for label, planned, actual, source in cases:
+    for label, planned, actual, source, load in cases:
         ratio = planned / actual
-        section.rows.append([label, source, f"{planned:.0f}", f"{actual:.0f}", f"{ratio:.2f}"])
+        section.rows.append([label, source, f"{planned:.0f}", f"{actual:.0f}", f"{ratio:.2f}", load])
         section.targets.append(Target(f"{label}: estimate / actual >= 0.5", ratio, 0.5, at_most=False))
         section.targets.append(Target(f"{label}: estimate / actual <= 2", ratio, 2.0))
     section.notes.append("calibration runs in the planning process before the launch; each launch "
