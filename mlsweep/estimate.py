@@ -5,13 +5,18 @@ run at about the same speed per epoch — from one of two sources, and the estim
 
 - **history**: completed trials of the same group in earlier run folders of the same storage
   (their seconds per epoch, with the driver's view of a trial: queueing, start-up, evaluation);
-- **calibration** (`mlsweep plan --calibrate`): one short trial per group in this process
-  (two epochs, evaluated every epoch: set-up, an epoch and an evaluation are timed).
+- **calibration** (`mlsweep plan --calibrate`): a short trial per group run twice, back to back
+  in this process with the threads a launch gives a trial (four epochs, evaluated every epoch).
+  The second run gives what every trial pays: an epoch and an evaluation at the pace of its
+  later half, and the rest as set-up (building, data, a fresh trial's slower first epochs).
+  What the first run took beyond the second (imports, data files, first-call warm-up) a
+  launch pays once per worker and group, since Tune reuses a worker (`reuse_actors`).
 
 Wall time schedules the pending trials, longest first, on the concurrent slots the sweep's
-resources allow on this machine (or `max_concurrent_trials`), plus Ray's fixed start and
-stop cost. Trials side by side run slower than alone on a busy machine, so the figure is a
-guide (bench/estimate.py measures it against real launches), not a promise.
+resources allow on this machine (or `max_concurrent_trials`), the first trial of each group on
+each slot paying the group's once-per-worker cost, plus Ray's fixed start and stop cost.
+Trials side by side run slower than alone on a busy machine, so the figure is a guide
+(bench/estimate.py measures it against real launches), not a promise.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import heapq
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,16 +38,18 @@ from mlsweep.spec import Sweep, Trial
 
 GROUP = ("dataset", "model", "loss", "batch_size")
 RAY_FIXED_S = 8.0  # ray.init, the first worker importing torch, shutdown (bench/RESULTS.md)
-CALIBRATION = {"epochs": 2, "eval_every": 1}
+CALIBRATION = {"epochs": 4, "eval_every": 1}
 
 
 @dataclass(frozen=True)
 class GroupSpeed:
-    """Seconds a trial of one group spends: once (set-up), per epoch, per evaluation."""
+    """Seconds a trial of one group spends: set-up, per epoch, per evaluation; and what a
+    worker pays on top the first time it runs the group (`once_s`)."""
 
     setup_s: float
     epoch_s: float
     eval_s: float
+    once_s: float = 0.0
 
     def trial_s(self, config: Mapping[str, Any]) -> float:
         epochs = int(config["epochs"])
@@ -96,25 +104,53 @@ def history(storage: str, groups: set[tuple[Any, ...]]) -> tuple[dict[tuple[Any,
     return speeds, used
 
 
-def calibrate(trials: Sequence[Trial],
+def calibrate(trials: Sequence[Trial], threads: int = 1,
               run: Callable[[dict[str, Any]], Any] | None = None) -> dict[tuple[Any, ...], GroupSpeed]:
-    """One short trial per group, timed in this process (`run` defaults to `run_trial`)."""
+    """A short trial per group, run twice in this process on `threads` torch threads (what a
+    launch gives a trial); `run` defaults to `run_trial`. The second, warm run gives the
+    per-trial speeds (module docstring); the first one's extra time is the group's `once_s`."""
+    import torch
+
     if run is None:
         from mlsweep.trainer.loop import run_trial as run
-    speeds = {}
-    for trial in trials:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        speeds = {}
+        for trial in trials:
+            key = group_of(trial.config)
+            if key not in speeds:
+                config = {**trial.config, **CALIBRATION}
+                cold, _ = _timed(run, config)
+                warm, epochs = _timed(run, config)
+                steady = epochs.iloc[len(epochs) // 2:]
+                epoch_s = float(steady["epoch_s"].mean())
+                eval_s = float(steady.get("eval_s", pd.Series(0.0)).fillna(0).mean())
+                setup_s = max(0.0, warm - len(epochs) * (epoch_s + eval_s))
+                speeds[key] = GroupSpeed(setup_s, epoch_s, eval_s, once_s=max(0.0, cold - warm))
+        return speeds
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed(run: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> tuple[float, pd.DataFrame]:
+    """Wall seconds of one run and its epoch records."""
+    start = time.perf_counter()
+    result = run(config)
+    return time.perf_counter() - start, result.epochs
+
+
+def trial_seconds(pending: Sequence[Trial], speeds: Mapping[tuple[Any, ...], GroupSpeed],
+              n_slots: int) -> list[float]:
+    """Seconds of each pending trial in a launch: the first `n_slots` trials of a group (one
+    per slot's worker) also pay the group's `once_s`; the worker keeps it for later ones."""
+    seen: Counter[tuple[Any, ...]] = Counter()
+    out = []
+    for trial in pending:
         key = group_of(trial.config)
-        if key in speeds:
-            continue
-        t0 = time.perf_counter()
-        result = run({**trial.config, **CALIBRATION})
-        wall = time.perf_counter() - t0
-        last = result.epochs.iloc[-1]
-        epoch_s, eval_s = float(last["epoch_s"]), float(last.get("eval_s", 0.0) or 0.0)
-        setup = max(0.0, wall - float(result.epochs["epoch_s"].sum())
-                    - float(result.epochs.get("eval_s", pd.Series(dtype=float)).fillna(0).sum()))
-        speeds[key] = GroupSpeed(setup, epoch_s, eval_s)
-    return speeds
+        out.append(speeds[key].trial_s(trial.config) + (speeds[key].once_s if seen[key] < n_slots else 0.0))
+        seen[key] += 1
+    return out
 
 
 def schedule(durations: Sequence[float], n_slots: int) -> float:
@@ -133,8 +169,8 @@ def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibrati
     if not pending:
         return Estimate("none", "nothing to run", n_slots, 0.0, 0.0)
     if run_calibration:
-        speeds, source = calibrate(pending), "calibration"
-        detail = f"calibration: one short trial of each of {len(groups)} groups ({', '.join(GROUP)})"
+        speeds, source = calibrate(pending, max(1, int(sweep.resources.cpu))), "calibration"
+        detail = f"calibration: a short trial of each of {len(groups)} groups ({', '.join(GROUP)}), twice"
     else:
         speeds, used = history(storage, groups)
         source = "history"
@@ -144,6 +180,5 @@ def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibrati
         return Estimate("none", f"no earlier trials in {storage} match {len(missing)} of {len(groups)} "
                         "groups; --calibrate times one short trial per group", n_slots,
                         unknown_groups=missing)
-    durations = [speeds[group_of(t.config)].trial_s(t.config) for t in pending]
-    wall = schedule(durations, n_slots) + RAY_FIXED_S
-    return Estimate(source, detail, n_slots, sum(durations) / 3600, wall)
+    seconds = trial_seconds(pending, speeds, n_slots)
+    return Estimate(source, detail, n_slots, sum(seconds) / 3600, schedule(seconds, n_slots) + RAY_FIXED_S)
