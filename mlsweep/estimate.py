@@ -1,7 +1,8 @@
 """How long a sweep will take, before it runs: trial-hours and wall time on the slots it gets.
 
-A trial's time is predicted per *group* — trials of one (data set, model, loss, batch size)
-run at about the same speed per epoch — from one of two sources, and the estimate says which:
+A pack's time (a launch trains packs of trials: mlsweep.packs) is predicted per *group* —
+trials of one (data set, model, loss, batch size) run at about the same speed per epoch —
+from one of two sources, and the estimate says which:
 
 - **history**: completed trials of the same group in earlier run folders of the same storage
   (their seconds per epoch, with the driver's view of a trial: queueing, start-up, evaluation);
@@ -12,9 +13,13 @@ run at about the same speed per epoch — from one of two sources, and the estim
   What the first run took beyond the second (imports, data files, first-call warm-up) a
   launch pays once per worker and group, since Tune reuses a worker (`reuse_actors`).
 
-Wall time schedules the pending trials, longest first, on the concurrent slots the sweep's
-resources allow on this machine (or `max_concurrent_trials`), the first trial of each group on
-each slot paying the group's once-per-worker cost, plus Ray's fixed start and stop cost.
+A pack's members train side by side in one stacked model; its training time is taken as the
+members' per-member time, measured at the pack sizes the source ran (history: each row's
+`pack_size`; calibration: the group's first pack, up to CALIBRATION_MEMBERS members), times its
+members. Wall time schedules the packs a launch here would train, longest first, on the
+concurrent slots the sweep's resources allow on this machine (or `max_concurrent_trials`), the
+first pack of each group on each slot paying the group's once-per-worker cost, plus Ray's fixed
+start and stop cost.
 Trials side by side run slower than alone on a busy machine, so the figure is a guide
 (bench/estimate.py measures it against real launches), not a promise.
 """
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -34,27 +38,36 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from mlsweep import results
+from mlsweep.packs import Pack, local_slots, make_packs, slots
 from mlsweep.spec import Sweep, Trial
 
 GROUP = ("dataset", "model", "loss", "batch_size")
 RAY_FIXED_S = 8.0  # ray.init, the first worker importing torch, shutdown (bench/RESULTS.md)
 CALIBRATION = {"epochs": 4, "eval_every": 1}
+CALIBRATION_MEMBERS = 8  # members of the pack a calibration trains (the group's first pack, cut)
 
 
 @dataclass(frozen=True)
 class GroupSpeed:
     """Seconds a trial of one group spends: set-up, per epoch, per evaluation; and what a
-    worker pays on top the first time it runs the group (`once_s`)."""
+    worker pays on top the first time it runs the group (`once_s`); measured on packs of
+    `members` (epochs and evaluations then cost that many members' time)."""
 
     setup_s: float
     epoch_s: float
     eval_s: float
     once_s: float = 0.0
+    members: int = 1
 
     def trial_s(self, config: Mapping[str, Any]) -> float:
         epochs = int(config["epochs"])
         evaluations = len({*range(int(config["eval_every"]), epochs + 1, int(config["eval_every"])), epochs})
         return self.setup_s + epochs * self.epoch_s + evaluations * self.eval_s
+
+    def pack_s(self, configs: Sequence[Mapping[str, Any]]) -> float:
+        """A pack of `configs` (one group, same epochs): set-up once, training per member."""
+        training = self.trial_s(configs[0]) - self.setup_s
+        return self.setup_s + training * len(configs) / self.members
 
 
 @dataclass
@@ -69,13 +82,6 @@ class Estimate:
 
 def group_of(config: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(config.get(key) for key in GROUP)
-
-
-def slots(sweep: Sweep, cpus: int | None = None) -> int:
-    """Trials that run at once here: CPU cores over cores per trial, capped by the sweep."""
-    cpus = cpus or os.cpu_count() or 1
-    fit = max(1, int(cpus // sweep.resources.cpu))
-    return min(fit, sweep.max_concurrent_trials or fit)
 
 
 def history(storage: str, groups: set[tuple[Any, ...]]) -> tuple[dict[tuple[Any, ...], GroupSpeed], int]:
@@ -98,57 +104,64 @@ def history(storage: str, groups: set[tuple[Any, ...]]) -> tuple[dict[tuple[Any,
     for key, rows in done.groupby(list(GROUP), dropna=False):
         key = tuple(key)
         if key in groups:
-            # The driver's wall time per epoch: set-up and evaluation spread over the epochs.
-            speeds[key] = GroupSpeed(0.0, float((rows["wall_s"] / rows["epochs_run"]).median()), 0.0)
+            # The driver's wall time per epoch and member: set-up and evaluation spread over
+            # the epochs, a pack's time over its members.
+            members = rows["pack_size"].fillna(1) if "pack_size" in rows else 1
+            per_member = (rows["wall_s"] / rows["epochs_run"] / members).median()
+            speeds[key] = GroupSpeed(0.0, float(per_member), 0.0)
             used += len(rows)
     return speeds, used
 
 
-def calibrate(trials: Sequence[Trial], threads: int = 1,
-              run: Callable[[dict[str, Any]], Any] | None = None) -> dict[tuple[Any, ...], GroupSpeed]:
-    """A short trial per group, run twice in this process on `threads` torch threads (what a
-    launch gives a trial); `run` defaults to `run_trial`. The second, warm run gives the
-    per-trial speeds (module docstring); the first one's extra time is the group's `once_s`."""
+def calibrate(packs: Sequence[Pack], threads: int = 1,
+              run: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[tuple[Any, ...], GroupSpeed]:
+    """The first pack of each group (cut to CALIBRATION_MEMBERS), trained short, twice, in this
+    process on `threads` torch threads (what a launch gives a trial); `run` defaults to
+    `run_trials`. The second, warm run gives the speeds (module docstring); the first one's
+    extra time is the group's `once_s`."""
     import torch
 
     if run is None:
-        from mlsweep.trainer.loop import run_trial as run
+        from mlsweep.trainer.loop import run_trials as run
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         speeds = {}
-        for trial in trials:
-            key = group_of(trial.config)
+        for pack in packs:
+            key = group_of(pack.trials[0].config)
             if key not in speeds:
-                config = {**trial.config, **CALIBRATION}
-                cold, _ = _timed(run, config)
-                warm, epochs = _timed(run, config)
+                configs = [{**c, **CALIBRATION} for c in pack.configs[:CALIBRATION_MEMBERS]]
+                cold, _ = _timed(run, configs)
+                warm, epochs = _timed(run, configs)
                 steady = epochs.iloc[len(epochs) // 2:]
                 epoch_s = float(steady["epoch_s"].mean())
                 eval_s = float(steady.get("eval_s", pd.Series(0.0)).fillna(0).mean())
                 setup_s = max(0.0, warm - len(epochs) * (epoch_s + eval_s))
-                speeds[key] = GroupSpeed(setup_s, epoch_s, eval_s, once_s=max(0.0, cold - warm))
+                speeds[key] = GroupSpeed(setup_s, epoch_s, eval_s, once_s=max(0.0, cold - warm),
+                                         members=len(configs))
         return speeds
     finally:
         torch.set_num_threads(before)
 
 
-def _timed(run: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> tuple[float, pd.DataFrame]:
-    """Wall seconds of one run and its epoch records."""
+def _timed(run: Callable[[list[dict[str, Any]]], Any], configs: list[dict[str, Any]]
+           ) -> tuple[float, pd.DataFrame]:
+    """Wall seconds of one pack's run and its first member's epoch records (the members of a
+    pack share every epoch's timing)."""
     start = time.perf_counter()
-    result = run(config)
-    return time.perf_counter() - start, result.epochs
+    result = run(configs)
+    return time.perf_counter() - start, result[0].epochs
 
 
-def trial_seconds(pending: Sequence[Trial], speeds: Mapping[tuple[Any, ...], GroupSpeed],
-              n_slots: int) -> list[float]:
-    """Seconds of each pending trial in a launch: the first `n_slots` trials of a group (one
-    per slot's worker) also pay the group's `once_s`; the worker keeps it for later ones."""
+def pack_seconds(packs: Sequence[Pack], speeds: Mapping[tuple[Any, ...], GroupSpeed],
+                 n_slots: int) -> list[float]:
+    """Seconds of each pack in a launch: the first `n_slots` packs of a group (one per slot's
+    worker) also pay the group's `once_s`; the worker keeps it for later ones."""
     seen: Counter[tuple[Any, ...]] = Counter()
     out = []
-    for trial in pending:
-        key = group_of(trial.config)
-        out.append(speeds[key].trial_s(trial.config) + (speeds[key].once_s if seen[key] < n_slots else 0.0))
+    for pack in packs:
+        key = group_of(pack.trials[0].config)
+        out.append(speeds[key].pack_s(pack.configs) + (speeds[key].once_s if seen[key] < n_slots else 0.0))
         seen[key] += 1
     return out
 
@@ -163,14 +176,16 @@ def schedule(durations: Sequence[float], n_slots: int) -> float:
 
 def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibration: bool = False,
              cpus: int | None = None) -> Estimate:
-    """Trial-hours and wall time of `pending` (what a launch would run)."""
-    n_slots = slots(sweep, cpus)
+    """Slot-hours (`trial_hours`) and wall time of `pending` in the packs a launch here trains."""
+    n_slots = local_slots(sweep) if cpus is None else slots(sweep, float(cpus))
     groups = {group_of(t.config) for t in pending}
     if not pending:
         return Estimate("none", "nothing to run", n_slots, 0.0, 0.0)
+    packs = make_packs(sweep, pending, n_slots)
     if run_calibration:
-        speeds, source = calibrate(pending, max(1, int(sweep.resources.cpu))), "calibration"
-        detail = f"calibration: a short trial of each of {len(groups)} groups ({', '.join(GROUP)}), twice"
+        speeds, source = calibrate(packs, max(1, int(sweep.resources.cpu))), "calibration"
+        detail = (f"calibration: a short pack of each of {len(groups)} groups ({', '.join(GROUP)}), "
+                  "twice")
     else:
         speeds, used = history(storage, groups)
         source = "history"
@@ -178,7 +193,7 @@ def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibrati
     missing = sorted(groups - set(speeds), key=str)
     if missing:
         return Estimate("none", f"no earlier trials in {storage} match {len(missing)} of {len(groups)} "
-                        "groups; --calibrate times one short trial per group", n_slots,
+                        "groups; --calibrate times one short pack per group", n_slots,
                         unknown_groups=missing)
-    seconds = trial_seconds(pending, speeds, n_slots)
+    seconds = pack_seconds(packs, speeds, n_slots)
     return Estimate(source, detail, n_slots, sum(seconds) / 3600, schedule(seconds, n_slots) + RAY_FIXED_S)

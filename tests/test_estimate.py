@@ -19,13 +19,13 @@ from mlsweep.estimate import (
     estimate,
     group_of,
     history,
+    pack_seconds,
     schedule,
-    slots,
-    trial_seconds,
 )
+from mlsweep.packs import make_packs
 from mlsweep.results import write_table
 from mlsweep.spec import expand, validate
-from mlsweep.trainer.loop import TrialResult, run_trial
+from mlsweep.trainer.loop import TrialResult, run_trials
 
 
 def test_schedule_is_longest_first_on_parallel_slots() -> None:
@@ -46,21 +46,25 @@ def test_a_trial_costs_setup_epochs_and_each_evaluation() -> None:
     assert speed.trial_s({"epochs": 5, "eval_every": 2}) == 2 + 2.5 + 3 * 0.25  # 2, 4 and 5
 
 
-def test_each_slots_first_trial_of_a_group_pays_its_one_off_cost() -> None:
-    trials = expand(validate(load_yaml("quickstart.yaml")))  # 4 groups of 18 trials, 20 epochs
+def test_a_pack_costs_set_up_once_and_each_members_training() -> None:
+    speed = GroupSpeed(setup_s=2.0, epoch_s=0.5, eval_s=0.25, members=4)  # measured on packs of 4
+    config = {"epochs": 20, "eval_every": 10}
+    assert speed.pack_s([config] * 8) == 2 + (10 + 2 * 0.25) * 8 / 4
+    assert speed.pack_s([config]) == 2 + (10 + 2 * 0.25) / 4
+
+
+def test_each_slots_first_pack_of_a_group_pays_its_one_off_cost() -> None:
+    sweep = validate({**load_yaml("quickstart.yaml"), "pack": 1})  # 4 groups of 18 trials, 20 epochs
+    trials = expand(sweep)
     speeds = {group_of(t.config): GroupSpeed(0.0, 1.0, 0.0, once_s=100.0) for t in trials}
     for n_slots in (1, 2, 20):
-        seconds = trial_seconds(trials, speeds, n_slots)
+        seconds = pack_seconds(make_packs(sweep, trials, n_slots), speeds, n_slots)
         # A reused worker pays it once per group: min(slots, 18) trials of each of the 4 groups.
         assert sorted(seconds) == [20.0] * (72 - 4 * min(n_slots, 18)) + [120.0] * (4 * min(n_slots, 18))
-    assert schedule(trial_seconds(trials, speeds, 2), 2) == 36 * 20 + 4 * 100  # each slot pays 4
-
-
-def test_slots_follow_cores_and_the_sweeps_cap() -> None:
-    sweep = validate(load_yaml("quickstart.yaml"))
-    assert slots(sweep, cpus=8) == 2  # max_concurrent_trials: 2
-    sweep.max_concurrent_trials = None
-    assert slots(sweep, cpus=8) == 8 and slots(sweep, cpus=1) == 1
+    assert schedule(pack_seconds(make_packs(sweep, trials, 2), speeds, 2), 2) == 36 * 20 + 4 * 100
+    packed = validate(load_yaml("quickstart.yaml"))  # pack: auto: 4 packs of 18 on 2 slots
+    seconds = pack_seconds(make_packs(packed, trials, 2), speeds, 2)
+    assert seconds == [18 * 20 + 100.0] * 4
 
 
 def test_history_reads_matching_groups_from_earlier_runs(tmp_path: Path) -> None:
@@ -73,6 +77,13 @@ def test_history_reads_matching_groups_from_earlier_runs(tmp_path: Path) -> None
         write_table(str(tmp_path / "earlier"), "trials", row["trial_id"], [row])
     speeds, used = history(str(tmp_path), {group_of(trials[0].config)})
     assert used == 3 and speeds[group_of(trials[0].config)].epoch_s == 2.0  # median of 1, 2, 50
+    for i in range(3):  # a pack of 4 that took 40 s for 2 epochs: 5 s an epoch per member
+        write_table(str(tmp_path / "packed"), "trials", f"p{i}",
+                    [{**rows[0], "trial_id": f"p{i}", "wall_s": 40.0, "pack_size": 4}])
+    speeds, used = history(str(tmp_path), {group_of(trials[0].config)})
+    assert used == 6 and speeds[group_of(trials[0].config)].epoch_s == 5.0  # median of 1, 2, 5, 5, 5, 50
+    for i in range(3):
+        (tmp_path / "packed" / "results" / "trials" / f"p{i}.parquet").unlink()
     sweep = validate(load_yaml("smoke.yaml"))
     triplets = [t for t in trials if t.config["loss"] == trials[0].config["loss"]]
     got = estimate(sweep, triplets, str(tmp_path), cpus=2)
@@ -90,23 +101,25 @@ def test_calibration_times_one_short_trial_per_group(tmp_path: Path) -> None:
 
 def test_calibration_charges_a_workers_one_off_cost_once_not_to_every_trial() -> None:
     """A fresh worker's first trial of a group pays imports and data files that later trials in
-    the same (reused) worker find paid: here 0.5 s slept on each group's first run."""
+    the same (reused) worker find paid: here 2 s slept on each group's first run."""
     trials = expand(validate(load_yaml("smoke.yaml")))
     before = torch.get_num_threads()
     threads = 1 if before > 1 else 2
     runs: Counter[tuple[Any, ...]] = Counter()
     seen_threads = []
 
-    def run(config: dict[str, Any]) -> TrialResult:
-        runs[group_of(config)] += 1
+    def run(configs: list[dict[str, Any]]) -> list[TrialResult]:
+        runs[group_of(configs[0])] += 1
         seen_threads.append(torch.get_num_threads())
-        if runs[group_of(config)] == 1:
-            time.sleep(0.5)
-        return run_trial(config)
+        if runs[group_of(configs[0])] == 1:
+            time.sleep(2.0)
+        return run_trials(configs)
 
-    speeds = calibrate(trials, threads, run)
+    sweep = validate(load_yaml("smoke.yaml"))
+    speeds = calibrate(make_packs(sweep, trials, 2), threads, run)
     assert runs == {group_of(t.config): 2 for t in trials}  # two groups, each run twice
     assert seen_threads == [threads] * 4 and torch.get_num_threads() == before  # as a launch, restored
     for speed in speeds.values():
-        # Within 0.2 s of the 0.5 s slept: a shared machine adds noise to both runs.
-        assert speed.once_s > 0.3 > speed.setup_s and speed.epoch_s > 0 and speed.eval_s > 0
+        # Within 1 s of the 2 s slept: a shared machine adds noise to both runs of a pack.
+        assert speed.once_s > 1.0 > speed.setup_s and speed.epoch_s > 0 and speed.eval_s > 0
+        assert speed.members == 2  # the group's first pack: both seeds

@@ -39,9 +39,10 @@ def plan(
     sweep_file: Path = SWEEP_ARG,
     storage: str | None = typer.Option(None, help="Folder or s3:// URI; overrides the file's storage "
                                        "(where recorded trials and the history of earlier runs are read)."),
-    calibrate: bool = typer.Option(False, "--calibrate", help="Time one short trial per (data set, model, "
+    calibrate: bool = typer.Option(False, "--calibrate", help="Time a short pack per (data set, model, "
                                    "loss, batch size) group here for the estimate, instead of the "
-                                   "storage's earlier runs (seconds)."),
+                                   "storage's earlier runs (seconds; run twice, so that what a worker "
+                                   "pays once is told from what each pack pays)."),
     format: Format = "table",
 ) -> None:
     """Validate a sweep file and show the trials it expands to, which of them the storage has
