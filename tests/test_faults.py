@@ -182,6 +182,7 @@ def outage_sweep() -> dict[str, Any]:
     data = load_yaml("smoke.yaml")
     data["parameters"].update(seed={"values": [0, 1, 2]}, epochs={"value": 6})
     data["max_failures"] = 0  # a write failure charged to a trial would fail it at once
+    data["pack"] = 1  # six trials ending apart, so that some end while storage is down
     return data
 
 
