@@ -1,7 +1,8 @@
 """Run mlsweep's benchmarks and print a markdown summary of medians and ratios vs the targets.
 
     python -m bench [--quick] [--repeat N]
-        [--only orchestration|throughput|diagnostics|analysis|features|estimate|packing|live_report]
+        [--only orchestration|fixed_cost|throughput|diagnostics|analysis|features|estimate|packing
+                |live_report]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bench import (
     diagnostics_cost,
     estimate,
     feature_cache,
+    fixed_cost,
     live_report,
     orchestration,
     packing,
@@ -24,7 +26,7 @@ from bench import (
 )
 from bench.common import machine
 
-BENCHMARKS = {"orchestration": orchestration.run, "throughput": throughput.run,
+BENCHMARKS = {"orchestration": orchestration.run, "fixed_cost": fixed_cost.run, "throughput": throughput.run,
               "diagnostics": diagnostics_cost.run, "analysis": analysis_scale.run,
               "features": feature_cache.run, "estimate": estimate.run,
               "packing": packing.run, "live_report": live_report.run}

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlsweep import raywatch, results
+from mlsweep import rayfast, raywatch, results
 from mlsweep.catalog import pack_id, trial_id
 from mlsweep.diagnostics.summary import TrialClock, summarize
 from mlsweep.errors import UserError
@@ -286,18 +286,23 @@ def _ensure_ray(address: str | None, verbose: bool) -> Callable[[], None] | None
         return None
     # Quiet by default: failed trials are recorded and summarised, not dumped as tracebacks.
     level = logging.INFO if verbose else logging.CRITICAL
-    embedded = address is None and not os.environ.get("RAY_ADDRESS")
+    # A new Ray of its own, also where a `ray start` left one running here ("local"; Ray's
+    # default would join that one).
+    embedded = address is None and os.environ.get("RAY_ADDRESS", "local") in ("", "local")
+    local = {"address": "local", "_node_ip_address": LOOPBACK}
     try:
         with _loopback_only(embedded):
-            ray.init(address=address, include_dashboard=False if address is None else None,
+            ray.init(include_dashboard=False if address is None else None,
                      log_to_driver=verbose, logging_level=level, configure_logging=True,
-                     **({"_node_ip_address": LOOPBACK} if embedded else {}))
+                     **(local if embedded else {"address": address}))
     except ConnectionError as err:
         raise UserError(f"--address {address}: cannot reach a Ray cluster there ({err})") from None
     logging.getLogger("ray").setLevel(level)
     watchdog = raywatch.start() if embedded else None
 
     def stop() -> None:
+        if embedded:
+            rayfast.end_monitor()
         ray.shutdown()
         if watchdog is not None:
             raywatch.dismiss(watchdog)
@@ -445,7 +450,8 @@ def _fit(sweep: Sweep, folder: RunFolder, pending: list[Trial], n_samples: int, 
             try:
                 tuner = tune.Tuner(resources, param_space=param_space, tune_config=tune_config,
                                    run_config=run_config)
-                tuner.fit()
+                with rayfast.quick_tune():
+                    tuner.fit()
             except OSError:  # Tune reads its state back from storage at the end (a ResultGrid)
                 if not sink.gave_up():
                     raise
