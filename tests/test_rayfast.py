@@ -19,7 +19,7 @@ def test_swapped_replaces_for_the_block_then_restores_and_skips_what_is_missing(
     before = worker.REPORT_EVERY_S
     with rayfast.swapped("mlsweep.worker", "REPORT_EVERY_S", 99.0):
         assert worker.REPORT_EVERY_S == 99.0
-    assert worker.REPORT_EVERY_S == before
+    assert before == worker.REPORT_EVERY_S
     with rayfast.swapped("mlsweep.worker", "NOT_THERE", 1), rayfast.swapped("mlsweep.not_there", "X", 1):
         assert not hasattr(worker, "NOT_THERE")
     assert not hasattr(worker, "NOT_THERE")
