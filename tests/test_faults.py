@@ -211,10 +211,10 @@ def test_a_short_outage_costs_no_trial_and_no_retry(s3) -> None:
     def outage() -> None:
         window.append(pd.Timestamp.now(tz="UTC"))
         proxy.close()  # refused
-        time.sleep(3)
+        time.sleep(8)  # long enough for trials to end meanwhile on a busy machine
         proxy.freeze()  # accepts, never answers
         proxy.reopen()
-        time.sleep(3)
+        time.sleep(8)
         proxy.thaw()
         window.append(pd.Timestamp.now(tz="UTC"))
 
