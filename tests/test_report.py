@@ -370,7 +370,7 @@ def test_live_report_is_partial_while_a_launch_runs_and_full_after(tmp_path: Pat
     """Issue 19 item 3: `mlsweep launch` rewrites report.html as trials finish, marked partial,
     and leaves the full report at the end; `mlsweep report --watch` follows the same run from
     outside until every planned trial is recorded, then exits 0."""
-    data = {**load_yaml("smoke.yaml"), "name": "live", "max_concurrent_trials": 1}
+    data = {**load_yaml("smoke.yaml"), "name": "live", "max_concurrent_trials": 1, "pack": 1}
     data["parameters"] = {**data["parameters"], "epochs": {"value": 8}}
     sweep_file = write_sweep(tmp_path, data)
     run_dir = tmp_path / "runs" / "live"
