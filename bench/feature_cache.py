@@ -23,7 +23,7 @@ from bench.common import Section, log, median
 from mlsweep.catalog import resolve
 from mlsweep.trainer.features import FOLDER
 from mlsweep.trainer.loop import run_trial
-from mlsweep.trainer.models import resnet
+from mlsweep.trainer.torchvision_models import resnet
 
 
 def write_tiny_imagenet(root: Path, classes: int, train_per_class: int, val_per_class: int,

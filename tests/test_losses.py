@@ -16,12 +16,8 @@ import torch.nn.functional as F
 
 from mlsweep import catalog
 from mlsweep.catalog import TrialConfig
-from mlsweep.trainer.losses import (
-    LossOutput,
-    build_loss,
-    mine,
-    random_triplets,
-)
+from mlsweep.trainer.losses import LossOutput, build_loss, random_triplets
+from mlsweep.trainer.pml_losses import mine
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 1])
 NUM_CLASSES, DIM = 4, 6

@@ -27,6 +27,7 @@ class LossInfo:
 
 
 _B = "mlsweep.trainer.losses:"
+_P = "mlsweep.trainer.pml_losses:"
 
 LOSSES: dict[str, LossInfo] = {
     info.name: info
@@ -35,18 +36,18 @@ LOSSES: dict[str, LossInfo] = {
                  _B + "contrastive", frozenset({"margin", "miner"})),
         LossInfo("triplet", "max(0, d_ap - d_an + m) per triplet", _B + "triplet",
                  frozenset({"margin", "miner"})),
-        LossInfo("npair", "N-pair loss (Sohn 2016)", _B + "npair"),
-        LossInfo("infonce", "InfoNCE / NT-Xent over in-batch positives", _B + "infonce",
+        LossInfo("npair", "N-pair loss (Sohn 2016)", _P + "npair"),
+        LossInfo("infonce", "InfoNCE / NT-Xent over in-batch positives", _P + "infonce",
                  params={"temperature": 0.1}),
-        LossInfo("supcon", "supervised contrastive loss", _B + "supcon", params={"temperature": 0.1}),
-        LossInfo("arcface", "additive angular margin classifier", _B + "arcface",
+        LossInfo("supcon", "supervised contrastive loss", _P + "supcon", params={"temperature": 0.1}),
+        LossInfo("arcface", "additive angular margin classifier", _P + "arcface",
                  params={"margin_deg": 28.6, "scale": 64.0}, has_parameters=True),
         LossInfo("ccl", "center contrastive loss: samples against a learnt class-centre bank",
                  _B + "ccl", params={"temperature": 0.1}, has_parameters=True),
-        LossInfo("multi_similarity", "multi-similarity loss", _B + "multi_similarity",
+        LossInfo("multi_similarity", "multi-similarity loss", _P + "multi_similarity",
                  frozenset({"miner"}), params={"alpha": 2.0, "beta": 50.0, "base": 0.5},
                  miner_margin=0.1),
-        LossInfo("proxy_anchor", "proxy-anchor loss", _B + "proxy_anchor",
+        LossInfo("proxy_anchor", "proxy-anchor loss", _P + "proxy_anchor",
                  params={"margin": 0.1, "alpha": 32.0}, has_parameters=True),
     ]
 }

@@ -18,6 +18,7 @@ class ModelInfo:
 
 
 _B = "mlsweep.trainer.models:"
+_T = "mlsweep.trainer.torchvision_models:"
 
 MODELS: dict[str, ModelInfo] = {
     info.name: info
@@ -25,11 +26,11 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("mlp", "fully connected layers (`hidden_sizes`) then the embedding head", _B + "mlp"),
         ModelInfo("convnet", "the paper's conv32-pool-conv64-pool-fc128 then the embedding head",
                   _B + "convnet"),
-        ModelInfo("resnet18", "torchvision ResNet-18, stem adapted to small inputs", _B + "resnet18",
+        ModelInfo("resnet18", "torchvision ResNet-18, stem adapted to small inputs", _T + "resnet18",
                   imagenet=True),
-        ModelInfo("resnet50", "torchvision ResNet-50, stem adapted to small inputs", _B + "resnet50",
+        ModelInfo("resnet50", "torchvision ResNet-50, stem adapted to small inputs", _T + "resnet50",
                   imagenet=True),
-        ModelInfo("vit_b_32", "torchvision ViT-B/32 (inputs resized to 224)", _B + "vit_b_32",
+        ModelInfo("vit_b_32", "torchvision ViT-B/32 (inputs resized to 224)", _T + "vit_b_32",
                   imagenet=True),
     ]
 }

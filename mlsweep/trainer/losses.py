@@ -1,19 +1,18 @@
-"""Metric-learning losses and miners; every loss returns its scalar and its unreduced terms.
+"""Metric-learning losses; every loss returns its scalar and its unreduced terms.
 
 The unreduced terms (one per pair, triplet or anchor, as the loss forms them) feed the
-greediness diagnostics: the share of terms above 1e-6 is the active ratio.
+greediness diagnostics: the share of terms above 1e-6 is the active ratio. The losses taken
+from pytorch-metric-learning live in mlsweep.trainer.pml_losses (the catalog loads a builder
+only when a trial uses it, and that library takes a second to import).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import miners as pml_miners
-from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor, nn
 
 from mlsweep.catalog import LOSSES, TrialConfig, load
@@ -36,17 +35,6 @@ def random_triplets(labels: Tensor, generator: torch.Generator) -> Triplets:
     mined = margin_losses.random_triplets(labels.unsqueeze(0), [generator])
     anchors = torch.nonzero(mined.anchor[0]).squeeze(1)
     return anchors, mined.positive[0, anchors], mined.negative[0, anchors]
-
-
-def mine(miner: str, embeddings: Tensor, labels: Tensor, margin: float,
-         generator: torch.Generator) -> Triplets:
-    """Triplets (anchor, positive, negative) a batch forms under `miner`."""
-    if miner == "all":
-        return lmu.get_all_triplets_indices(labels)
-    if miner == "random":
-        return random_triplets(labels, generator)
-    hard = pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=miner)
-    return hard(embeddings.detach(), labels)
 
 
 # --------------------------------------------------------------------------- losses
@@ -86,29 +74,6 @@ class CenterContrastiveLoss(nn.Module):
         return LossOutput(terms.mean(), terms.detach())
 
 
-class PMLLoss(nn.Module):
-    """A pytorch-metric-learning loss, optionally fed by a miner, with its terms exposed."""
-
-    def __init__(self, pml: pml_losses.BaseMetricLossFunction, miner: str | None = None,
-                 margin: float = 0.0) -> None:
-        super().__init__()
-        self.pml, self.miner, self.margin = pml, miner, margin
-
-    def forward(self, emb: Tensor, labels: Tensor, generator: torch.Generator) -> LossOutput:
-        indices = (None if self.miner in (None, "all")
-                   else mine(self.miner, emb, labels, self.margin, generator))
-        return _pml_output(self.pml, emb, labels, indices)
-
-
-def _pml_output(pml: pml_losses.BaseMetricLossFunction, emb: Tensor, labels: Tensor,
-                indices: Any) -> LossOutput:
-    loss_dict = pml.compute_loss(emb, labels, indices, emb, labels)
-    loss = pml.reducer(loss_dict, emb, labels)
-    terms = [part["losses"].detach().reshape(-1) for part in loss_dict.values()
-             if torch.is_tensor(part["losses"]) and part["reduction_type"] != "already_reduced"]
-    return LossOutput(loss, torch.cat(terms) if terms else emb.new_zeros(0))
-
-
 # Builders, one per catalog entry (mlsweep.catalog.losses names them): the trial's resolved
 # config, the number of train classes and the embedding size in, the loss module out.
 
@@ -121,34 +86,8 @@ def triplet(c: TrialConfig, k: int, d: int) -> nn.Module:
     return SoloMarginLoss("triplet", c.margin, c.miner)
 
 
-def npair(c: TrialConfig, k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.NPairsLoss())
-
-
-def infonce(c: TrialConfig, k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.NTXentLoss(**c.loss_params))
-
-
-def supcon(c: TrialConfig, k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.SupConLoss(**c.loss_params))
-
-
-def arcface(c: TrialConfig, k: int, d: int) -> nn.Module:
-    params = c.loss_params
-    return PMLLoss(pml_losses.ArcFaceLoss(k, d, margin=params["margin_deg"], scale=params["scale"]))
-
-
 def ccl(c: TrialConfig, k: int, d: int) -> nn.Module:
     return CenterContrastiveLoss(k, d, **c.loss_params)
-
-
-def multi_similarity(c: TrialConfig, k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.MultiSimilarityLoss(**c.loss_params), c.miner,
-                   LOSSES["multi_similarity"].miner_margin)
-
-
-def proxy_anchor(c: TrialConfig, k: int, d: int) -> nn.Module:
-    return PMLLoss(pml_losses.ProxyAnchorLoss(k, d, **c.loss_params))
 
 
 def build_loss(config: TrialConfig, num_classes: int, embedding_dim: int) -> nn.Module:

@@ -1,15 +1,15 @@
-"""Embedding networks: a backbone, a linear embedding head, L2-normalised output."""
+"""Embedding networks: a backbone, a linear embedding head, L2-normalised output. The
+torchvision backbones are built in mlsweep.trainer.torchvision_models (torchvision takes two
+seconds to import, which a trial of the other models does not pay)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
 from mlsweep.catalog import MODELS, TrialConfig, load
@@ -73,7 +73,7 @@ def convnet_backbone(input_shape: Sequence[int]) -> tuple[nn.Module, int]:
     ), 128
 
 
-class _ThreeChannels(nn.Module):
+class ThreeChannels(nn.Module):
     """Grey images repeated to RGB, and (for ViT) resized to the size the network expects."""
 
     def __init__(self, net: nn.Module, size: int | None = None) -> None:
@@ -88,31 +88,6 @@ class _ThreeChannels(nn.Module):
         return self.net(x)
 
 
-def _weights(name: str, pretrained: str) -> Any:
-    if pretrained != "imagenet":
-        return None
-    return torchvision.models.get_model_weights(name).DEFAULT
-
-
-def resnet(name: str, input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module, int]:
-    """torchvision ResNet; for inputs under 64 px the stem becomes a 3x3 stride-1 conv without
-    max-pooling, so CIFAR-sized images keep their spatial detail."""
-    net = torchvision.models.get_model(name, weights=_weights(name, pretrained))
-    if input_shape[-1] < 64:
-        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    features = net.fc.in_features
-    net.fc = nn.Identity()
-    return _ThreeChannels(net), features
-
-
-def vit_backbone(input_shape: Sequence[int], pretrained: str) -> tuple[nn.Module, int]:
-    net = torchvision.models.vit_b_32(weights=_weights("vit_b_32", pretrained))
-    features = net.heads.head.in_features
-    net.heads = nn.Identity()
-    return _ThreeChannels(net, size=224), features
-
-
 # Builders, one per catalog entry (mlsweep.catalog.models names them): the trial's resolved
 # config and one sample's shape in, the backbone and its feature size out.
 
@@ -123,18 +98,6 @@ def mlp(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
 
 def convnet(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
     return convnet_backbone(shape)
-
-
-def resnet18(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return resnet("resnet18", shape, c.pretrained)
-
-
-def resnet50(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return resnet("resnet50", shape, c.pretrained)
-
-
-def vit_b_32(c: TrialConfig, shape: Sequence[int]) -> tuple[nn.Module, int]:
-    return vit_backbone(shape, c.pretrained)
 
 
 def build_model(config: TrialConfig, input_shape: Sequence[int]) -> EmbeddingNet:
@@ -156,7 +119,7 @@ def _load_state(backbone: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise UserError(f"pretrained: {path} is not a file (give none, imagenet or a state dict path)")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    inner = backbone.net if isinstance(backbone, _ThreeChannels) else backbone
+    inner = backbone.net if isinstance(backbone, ThreeChannels) else backbone
     # Tensors of another shape are skipped: torchvision's own ResNet file has a 7x7 conv1 where
     # the small-input stem has 3x3, which imagenet weights also lose (load_state_dict would raise).
     own = inner.state_dict()
