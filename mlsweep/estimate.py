@@ -18,8 +18,10 @@ members' per-member time, measured at the pack sizes the source ran (history: ea
 `pack_size`; calibration: the group's first pack, up to CALIBRATION_MEMBERS members), times its
 members. Wall time schedules the packs a launch here would train, longest first, on the
 concurrent slots the sweep's resources allow on this machine (or `max_concurrent_trials`), the
-first pack of each group on each slot paying the group's once-per-worker cost, plus Ray's fixed
-start and stop cost.
+first pack of each group on each slot paying the group's once-per-worker cost, plus a launch's
+fixed cost outside its trials: with calibration, measured here and now (`launch_fixed_s`: an
+embedded Ray started as launch starts it, a worker per slot importing the trainer, shutdown);
+from history, the idle figure RAY_FIXED_S.
 Trials side by side run slower than alone on a busy machine, so the figure is a guide
 (bench/estimate.py measures it against real launches), not a promise.
 """
@@ -42,7 +44,10 @@ from mlsweep.packs import Pack, local_slots, make_packs, slots
 from mlsweep.spec import Sweep, Trial
 
 GROUP = ("dataset", "model", "loss", "batch_size")
-RAY_FIXED_S = 8.0  # ray.init, the first worker importing torch, shutdown (bench/RESULTS.md)
+# A launch's seconds outside its trials on an idle 2-core machine (bench/RESULTS.md "Fixed cost"):
+# the CLI's start, ray.init, Tune's set-up, the first worker importing torch and the trainer, shutdown.
+RAY_FIXED_S = 12.0
+TUNE_SETUP_S = 2.5  # the CLI's start and Tune's set-up, which launch_fixed_s does not run
 CALIBRATION = {"epochs": 4, "eval_every": 1}
 CALIBRATION_MEMBERS = 8  # members of the pack a calibration trains (the group's first pack, cut)
 
@@ -153,6 +158,30 @@ def _timed(run: Callable[[list[dict[str, Any]]], Any], configs: list[dict[str, A
     return time.perf_counter() - start, result[0].epochs
 
 
+def launch_fixed_s(n_slots: int) -> float:
+    """Seconds a launch here spends outside its trials, measured now: Ray started and stopped as
+    launch does (mlsweep.rayconnect; none where this process is already connected), with one
+    worker per slot importing the trainer, as the first trials' workers do, plus TUNE_SETUP_S.
+    On a busy machine all of it slows down, which a constant would miss."""
+    import ray
+
+    from mlsweep.rayconnect import connect
+
+    start = time.perf_counter()
+    stop = connect(None, False)
+    try:
+        importer = ray.remote(num_cpus=0)(_import_trainer)
+        ray.get([importer.remote() for _ in range(max(1, n_slots))])
+    finally:
+        if stop is not None:
+            stop()
+    return time.perf_counter() - start + TUNE_SETUP_S
+
+
+def _import_trainer() -> None:
+    import mlsweep.trainer.loop  # noqa: F401
+
+
 def pack_seconds(packs: Sequence[Pack], speeds: Mapping[tuple[Any, ...], GroupSpeed],
                  n_slots: int) -> list[float]:
     """Seconds of each pack in a launch: the first `n_slots` packs of a group (one per slot's
@@ -182,10 +211,12 @@ def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibrati
     if not pending:
         return Estimate("none", "nothing to run", n_slots, 0.0, 0.0)
     packs = make_packs(sweep, pending, n_slots)
+    fixed = RAY_FIXED_S
     if run_calibration:
         speeds, source = calibrate(packs, max(1, int(sweep.resources.cpu))), "calibration"
+        fixed = launch_fixed_s(min(n_slots, len(packs)))
         detail = (f"calibration: a short pack of each of {len(groups)} groups ({', '.join(GROUP)}), "
-                  "twice")
+                  f"twice; Ray's start and stop measured, {fixed:.0f} s")
     else:
         speeds, used = history(storage, groups)
         source = "history"
@@ -196,4 +227,4 @@ def estimate(sweep: Sweep, pending: Sequence[Trial], storage: str, run_calibrati
                         "groups; --calibrate times one short pack per group", n_slots,
                         unknown_groups=missing)
     seconds = pack_seconds(packs, speeds, n_slots)
-    return Estimate(source, detail, n_slots, sum(seconds) / 3600, schedule(seconds, n_slots) + RAY_FIXED_S)
+    return Estimate(source, detail, n_slots, sum(seconds) / 3600, schedule(seconds, n_slots) + fixed)

@@ -330,8 +330,8 @@ def test_a_trial_config_is_read_only_and_checked() -> None:
 # Each room may import only rooms of a lower layer: the catalog below all, the CLI on top.
 LAYERS = {"errors": 0, "catalog": 1, "claims": 2, "spec": 3, "results": 3, "runfolder": 4,
           "packs": 4, "diagnostics": 4, "trainer": 5, "progress": 5, "signals": 5, "tracking": 5,
-          "writeback": 5, "raywatch": 5, "rayfast": 5, "worker": 6, "orchestrator": 7, "cluster": 7,
-          "status": 7, "estimate": 7, "analysis": 8, "report_charts": 8, "report": 9, "cli": 10}
+          "writeback": 5, "raywatch": 5, "rayfast": 5, "rayconnect": 6, "worker": 6, "orchestrator": 7,
+          "cluster": 7, "status": 7, "estimate": 7, "analysis": 8, "report_charts": 8, "report": 9, "cli": 10}
 
 
 def _is_room(name: str) -> bool:

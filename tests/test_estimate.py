@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +16,7 @@ import torch
 from conftest import load_yaml
 
 from mlsweep.estimate import (
-    RAY_FIXED_S,
+    TUNE_SETUP_S,
     GroupSpeed,
     calibrate,
     estimate,
@@ -96,7 +99,22 @@ def test_calibration_times_one_short_trial_per_group(tmp_path: Path) -> None:
     trials = expand(sweep)
     got = estimate(sweep, trials, str(tmp_path), run_calibration=True, cpus=2)
     assert got.source == "calibration" and "2 groups" in got.detail
-    assert 0 < got.trial_hours < 0.01 and got.wall_s > RAY_FIXED_S
+    assert "Ray's start and stop measured" in got.detail
+    assert 0 < got.trial_hours < 0.01 and got.wall_s > TUNE_SETUP_S
+
+
+def test_a_launchs_fixed_cost_is_measured_on_a_ray_of_its_own_then_stopped() -> None:
+    """In a fresh process (as `mlsweep plan --calibrate` runs): Ray started and stopped, and a
+    worker importing the trainer, take longer than that import alone."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    code = ("import time, ray; from mlsweep.estimate import launch_fixed_s, TUNE_SETUP_S; "
+            "s = launch_fixed_s(2) - TUNE_SETUP_S; t = time.perf_counter(); "
+            "import mlsweep.trainer.loop; print(s, time.perf_counter() - t, ray.is_initialized())")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured, import_alone, still_up = done.stdout.split()
+    assert float(measured) > float(import_alone) and still_up == "False"
 
 
 def test_calibration_charges_a_workers_one_off_cost_once_not_to_every_trial() -> None:

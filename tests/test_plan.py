@@ -10,7 +10,7 @@ from conftest import load_yaml, write_sweep
 from typer.testing import CliRunner
 
 from mlsweep.cli import app
-from mlsweep.estimate import RAY_FIXED_S
+from mlsweep.estimate import RAY_FIXED_S, TUNE_SETUP_S
 from mlsweep.results import write_trial
 from mlsweep.spec import expand, validate
 
@@ -86,7 +86,8 @@ def test_plan_calibrate_times_one_short_trial_per_group(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     guess = json.loads(shown.stdout)["estimate"]
     assert guess["source"] == "calibration" and "2 groups" in guess["detail"]
-    assert guess["wall_s"] > RAY_FIXED_S and guess["trial_hours"] > 0
+    assert "Ray's start and stop measured" in guess["detail"]
+    assert guess["wall_s"] > TUNE_SETUP_S and guess["trial_hours"] > 0
 
 
 def test_status_prints_whole_exception_names_and_seconds_at_one_precision(tmp_path: Path) -> None:

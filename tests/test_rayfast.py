@@ -69,8 +69,8 @@ def test_stopping_the_embedded_ray_ends_its_monitor_first_then_everything() -> N
 import json
 from ray._private import ray_constants, worker
 from mlsweep import rayfast
-from mlsweep.orchestrator import _ensure_ray
-stop = _ensure_ray(None, False)
+from mlsweep.rayconnect import connect
+stop = connect(None, False)
 node = worker._global_node
 monitor = node.all_processes[ray_constants.PROCESS_TYPE_MONITOR][0].process
 others = [i.process for infos in node.all_processes.values() for i in infos if i.process is not monitor]
