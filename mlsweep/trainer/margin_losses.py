@@ -9,8 +9,8 @@ Definitions (DESIGN.md section 4), per member:
   embeddings as they come; pairs are every ordered in-batch pair for the `all` miner, else the
   (a, p) and (a, n) pairs of the mined triplets, deduplicated.
 - triplet: mean over the mined triplets of max(0, d_ap − d_an + m), zeros included, with d
-  the Euclidean distance of the re-normalised embeddings (as pytorch-metric-learning's
-  LpDistance computes it).
+  the Euclidean distance of the re-normalised embeddings (pytorch-metric-learning's
+  LpDistance); with `random` mining, of the mined pairs only (not the B x B matrix).
 - miners: `all` every valid triplet; `random` one random positive and negative per anchor;
   `semihard` / `hard` pytorch-metric-learning's TripletMarginMiner: the valid triplets with
   d_an − d_ap ≤ m and d_an − d_ap > 0 (semihard) or ≤ 0 (hard), on detached distances.
@@ -94,6 +94,11 @@ def _lp_distances(emb: Tensor) -> Tensor:
     return torch.cdist(z, z)
 
 
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """x[p, index[p, i]] for every member p: [P, K, D] from x [P, B, D] and index [P, K]."""
+    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
+
 def _reduce(dense: Tensor, kept: Tensor) -> PackedLossOutput:
     """Per-member mean of the kept terms of a [P, ...] grid (zero, with a graph, if none)."""
     flat_terms = torch.where(kept, dense, 0.0).flatten(1)
@@ -120,13 +125,15 @@ class MarginLoss(nn.Module):
 
     def _triplet(self, emb: Tensor, labels: Tensor, generators: Sequence[torch.Generator],
                  ) -> PackedLossOutput:
-        d = _lp_distances(emb)
         m = self.margins
         if self.miner == "random":
+            # Only the mined pairs' distances: B per member instead of the B x B matrix.
             mined = random_triplets(labels, generators)
-            d_ap = d.gather(2, mined.positive.unsqueeze(2)).squeeze(2)
-            d_an = d.gather(2, mined.negative.unsqueeze(2)).squeeze(2)
+            z = F.normalize(emb, dim=-1)
+            d_ap = (z - _rows(z, mined.positive)).norm(dim=2)
+            d_an = (z - _rows(z, mined.negative)).norm(dim=2)
             return _reduce(F.relu(d_ap - d_an + m[:, None]), mined.anchor)
+        d = _lp_distances(emb)
         kept = margin_triplets(self.miner, d, labels, m)
         violation = d[:, :, :, None] - d[:, :, None, :] + m[:, None, None, None]
         return _reduce(F.relu(violation), kept)
@@ -138,8 +145,7 @@ class MarginLoss(nn.Module):
             # One triplet per anchor: its (a, p) and (a, n) pairs are distinct already.
             mined = random_triplets(labels, generators)
             index = torch.stack([mined.positive, mined.negative], dim=1)  # [P, 2, B]
-            other = emb.gather(1, index.flatten(1).unsqueeze(2).expand(-1, -1, emb.shape[2]))
-            d = (emb.repeat(1, 2, 1) - other).norm(dim=2).unflatten(1, (2, -1))
+            d = (emb.repeat(1, 2, 1) - _rows(emb, index.flatten(1))).norm(dim=2).unflatten(1, (2, -1))
             terms = torch.stack([d[:, 0].pow(2), F.relu(m[:, None] - d[:, 1]).pow(2)], dim=1)
             return _reduce(terms, mined.anchor.unsqueeze(1).expand(-1, 2, -1))
         d = (emb[:, :, None, :] - emb[:, None, :, :]).norm(dim=3)  # [P, B, B]
