@@ -36,7 +36,7 @@ def connect(address: str | None, verbose: bool) -> Callable[[], None] | None:
     embedded = address is None and os.environ.get("RAY_ADDRESS", "local") in ("", "local")
     local = {"address": "local", "_node_ip_address": LOOPBACK}
     try:
-        with _loopback_only(embedded):
+        with _embedded_start(verbose) if embedded else contextlib.nullcontext():
             ray.init(include_dashboard=False if address is None else None,
                      log_to_driver=verbose, logging_level=level, configure_logging=True,
                      **(local if embedded else {"address": address}))
@@ -46,8 +46,6 @@ def connect(address: str | None, verbose: bool) -> Callable[[], None] | None:
     watchdog = raywatch.start() if embedded else None
 
     def stop() -> None:
-        if embedded:
-            rayfast.end_monitor()
         ray.shutdown()
         if watchdog is not None:
             raywatch.dismiss(watchdog)
@@ -59,17 +57,11 @@ LOOPBACK = "127.0.0.1"
 
 
 @contextlib.contextmanager
-def _loopback_only(embedded: bool) -> Iterator[None]:
-    """Ray turns a node address of 127.0.0.1 into the host's outward address (its
+def _embedded_start(verbose: bool) -> Iterator[None]:
+    """While the embedded Ray starts: only the processes a launch uses (rayfast.lean_node), and
+    loopback only. Ray turns a node address of 127.0.0.1 into the host's outward address (its
     `resolve_ip_for_localhost`), and binds its gRPC servers to every interface unless the
-    node's address is 127.0.0.1 itself; so, for the embedded Ray only, that translation is
-    switched off while it starts."""
-    from ray._private import services
-
-    resolve = services.resolve_ip_for_localhost
-    if embedded:
-        services.resolve_ip_for_localhost = lambda host: host
-    try:
+    node's address is 127.0.0.1 itself; so that translation is off while it starts."""
+    with (rayfast.lean_node(verbose),
+          rayfast.swapped("ray._private.services.resolve_ip_for_localhost", lambda host: host)):
         yield
-    finally:
-        services.resolve_ip_for_localhost = resolve

@@ -19,9 +19,11 @@ import torch
 from datafiles import write_idx, write_jpeg, write_mnist, write_tiny_imagenet
 
 from mlsweep.catalog import TrialConfig
+from mlsweep.trainer import data as data_module
 from mlsweep.trainer.data import DataError, DataSplit, load_dataset, make_synthetic
 from mlsweep.trainer.loop import run_trial
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
+from mlsweep.trainer.stratified_split import stratified_split
 
 
 def _load(settings: Mapping[str, Any]) -> DataSplit:
@@ -68,6 +70,41 @@ def test_synthetic_has_no_official_split() -> None:
 
 
 # -- digits, splits ---------------------------------------------------------------------------
+
+
+def test_digits_are_scikit_learns_digits_read_without_importing_it() -> None:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    loaded = data_module.load_digits(None)
+    assert np.array_equal(loaded.x, (x / 16.0).astype(np.float32)) and loaded.x.dtype == np.float32
+    assert np.array_equal(loaded.y, y) and loaded.y.dtype == np.int64
+
+
+@pytest.mark.parametrize("test_size", [0.25, 0.1, 0.3, 0.5, 0.77])
+def test_the_stratified_split_is_scikit_learns_index_for_index(test_size: float) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(7)
+    labels = [load_digits(return_X_y=True)[1],
+              make_synthetic(n_classes=5, per_class=40, dim=8, seed=3)[1],  # outliers: -1
+              rng.integers(0, 6, size=97),  # unequal classes: ties in the remainders
+              np.repeat([3, 1, 2], [2, 50, 7])]  # a class of two
+    for y in labels:
+        for seed in (0, 1, 42, 12345):
+            train, test = stratified_split(y, test_size, seed)
+            expected = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed,
+                                        stratify=y)
+            assert np.array_equal(train, np.sort(expected[0]))
+            assert np.array_equal(test, np.sort(expected[1]))
+
+
+def test_a_stratified_split_says_which_classes_are_too_small() -> None:
+    with pytest.raises(ValueError, match=r"classes \[5\] have one"):
+        stratified_split(np.array([0, 0, 1, 1, 5]), 0.4, 0)
+    with pytest.raises(ValueError, match="fewer than the 3 classes"):
+        stratified_split(np.repeat([0, 1, 2], 4), 0.1, 0)
 
 
 def test_digits_vectors_in_unit_range() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -16,11 +15,15 @@ from mlsweep import rayfast, worker
 
 
 def test_swapped_replaces_for_the_block_then_restores_and_skips_what_is_missing() -> None:
-    before = worker.REPORT_EVERY_S
-    with rayfast.swapped("mlsweep.worker", "REPORT_EVERY_S", 99.0):
-        assert worker.REPORT_EVERY_S == 99.0
-    assert before == worker.REPORT_EVERY_S
-    with rayfast.swapped("mlsweep.worker", "NOT_THERE", 1), rayfast.swapped("mlsweep.not_there", "X", 1):
+    from ray._private.node import Node
+
+    before, start_monitor = worker.REPORT_EVERY_S, Node.start_monitor
+    with (rayfast.swapped("mlsweep.worker.REPORT_EVERY_S", 99.0),
+          rayfast.swapped("ray._private.node.Node.start_monitor", print)):
+        assert worker.REPORT_EVERY_S == 99.0 and Node.start_monitor is print
+    assert before == worker.REPORT_EVERY_S and Node.start_monitor is start_monitor
+    with (rayfast.swapped("mlsweep.worker.NOT_THERE", 1), rayfast.swapped("mlsweep.not_there.X", 1),
+          rayfast.swapped("mlsweep.worker.NoClass.x", 1)):
         assert not hasattr(worker, "NOT_THERE")
     assert not hasattr(worker, "NOT_THERE")
 
@@ -64,24 +67,33 @@ print(json.dumps({"inside": inside, "after": "ray.air.integrations.mlflow" in sy
     assert seen == {"inside": False, "after": True}  # outside the block Tune imports them
 
 
-def test_stopping_the_embedded_ray_ends_its_monitor_first_then_everything() -> None:
+def test_the_embedded_ray_starts_only_what_a_launch_uses_runs_tasks_and_stops_completely() -> None:
     code = """
-import json
-from ray._private import ray_constants, worker
-from mlsweep import rayfast
+import glob, json, os, ray
+from ray._private import worker
 from mlsweep.rayconnect import connect
-stop = connect(None, False)
-node = worker._global_node
-monitor = node.all_processes[ray_constants.PROCESS_TYPE_MONITOR][0].process
-others = [i.process for infos in node.all_processes.values() for i in infos if i.process is not monitor]
-rayfast.end_monitor()
-monitor.wait(timeout=30)
-alive_then = [p.poll() is None for p in others]
-stop()
-print(json.dumps({"monitor": monitor.returncode, "alive_then": alive_then,
-                  "alive_after": [p.poll() is None for p in others]}))
+seen = {}
+for verbose in (False, True):
+    stop = connect(None, verbose)
+    node = worker._global_node
+    cmdlines = [open(path, "rb").read().replace(b"\\0", b" ").decode()
+                for path in glob.glob("/proc/*/cmdline")]
+    agents = [c for c in cmdlines if "dashboard/agent.py" in c and node.get_session_dir_path() in c]
+    started = sorted(node.all_processes)
+    processes = [i.process for infos in node.all_processes.values() for i in infos]
+    pid = ray.get(ray.remote(lambda: os.getpid()).remote())
+    stop()
+    seen[str(verbose)] = {"started": started, "task_ran_elsewhere": pid != os.getpid(),
+                          "minimal_agents": [" --minimal " in a for a in agents],
+                          "alive_after": [p.poll() is None for p in processes]}
+print(json.dumps(seen))
 """
     seen = _python(code)
-    assert seen["monitor"] == -signal.SIGKILL
-    assert len(seen["alive_then"]) >= 4 and all(seen["alive_then"])  # GCS, raylet, ... still up
-    assert not any(seen["alive_after"])
+    quiet, verbose = seen["False"], seen["True"]
+    assert {"gcs_server", "raylet"} <= set(quiet["started"])
+    assert not {"dashboard", "monitor", "log_monitor"} & set(quiet["started"])
+    assert "log_monitor" in verbose["started"]  # --verbose shows the workers' output
+    assert not {"dashboard", "monitor"} & set(verbose["started"])
+    for run in (quiet, verbose):
+        assert run["task_ran_elsewhere"] and run["minimal_agents"] == [True]
+        assert run["alive_after"] and not any(run["alive_after"])

@@ -34,6 +34,7 @@ from mlsweep.trainer.data import DataSplit, load_dataset
 from mlsweep.trainer.features import frozen_features
 from mlsweep.trainer.losses import build_loss
 from mlsweep.trainer.models import HeadOnly, build_model
+from mlsweep.trainer.optimizers import make_optimizer
 from mlsweep.trainer.packed_losses import build_packed_loss
 from mlsweep.trainer.packed_models import SoloNet, pack_models
 from mlsweep.trainer.sampling import epoch_batches, prepare_batch
@@ -71,17 +72,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def make_optimizer(name: str, params: list[nn.Parameter], lr: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
-    """The fused kernels (one call over all parameters) where torch has them: on small models
-    the per-tensor update loop was a fifth of a step."""
-    fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, fused=fused)
-    optimizer = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return optimizer(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def train_subset(n: int, size: int, split_seed: int) -> torch.Tensor:
