@@ -46,7 +46,7 @@ from mlsweep.spec import Sweep, Trial
 GROUP = ("dataset", "model", "loss", "batch_size")
 # A launch's seconds outside its trials on an idle 2-core machine (bench/RESULTS.md "Fixed cost"):
 # the CLI's start, ray.init, Tune's set-up, the first worker importing torch and the trainer, shutdown.
-RAY_FIXED_S = 12.0
+RAY_FIXED_S = 7.5
 TUNE_SETUP_S = 2.5  # the CLI's start and Tune's set-up, which launch_fixed_s does not run
 CALIBRATION = {"epochs": 4, "eval_every": 1}
 CALIBRATION_MEMBERS = 8  # members of the pack a calibration trains (the group's first pack, cut)
