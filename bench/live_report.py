@@ -70,10 +70,9 @@ def run(tmp: Path, quick: bool, repeat: int) -> Section:
             log(f"{name}, repeat {i + 1}: sweep {sweep_s:.1f} s, command {wall:.1f} s, {pages} partial pages")
     section = Section("Live report overhead (`mlsweep launch`, quickstart as `pack: 1`)",
                       ["variant", "sweep (s)", "all runs s", "command (s)", "partial pages"])
-    medians = {}
     for name, runs in times.items():
-        medians[name] = median([r[0] for r in runs])
-        section.rows.append([name, f"{medians[name]:.1f}", ", ".join(f"{r[0]:.1f}" for r in runs),
+        section.rows.append([name, f"{median([r[0] for r in runs]):.1f}",
+                             ", ".join(f"{r[0]:.1f}" for r in runs),
                              f"{median([r[1] for r in runs]):.1f}", ", ".join(str(r[2]) for r in runs)])
     ratio = median([on[0] / off[0] for on, off in zip(times["live report every 5 s"],
                                                       times["live report off"], strict=True)])
